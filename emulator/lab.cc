@@ -1,0 +1,248 @@
+#include "emulator/lab.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <set>
+
+#include "emulator/route_netlink.h"
+#include "emulator/tap_device.h"
+
+namespace emulator {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+miniport::Unexpected invalid(std::string msg) {
+  set_last_error(std::move(msg));
+  return miniport::fail(Status::kInvalidData);
+}
+
+bool is_word(std::string_view s, size_t max) {
+  return !s.empty() && s.size() <= max &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); });
+}
+
+std::string prefix(std::string_view lab) { return "coe-" + std::string(lab) + "-"; }
+
+std::string state_path(const LabOptions& o, std::string_view lab) {
+  return o.state_dir + "/" + std::string(lab) + ".json";
+}
+
+// Writes the file next to its final name and renames it, so a crash leaves
+// either the old state or the new one, never half of one.
+Result<void> write_state(const std::string& path, const nlohmann::json& j) {
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  if (ec) {
+    set_last_error("create " + fs::path(path).parent_path().string() + ": " + ec.message());
+    return miniport::fail(Status::kFailure);
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << j.dump(2) << "\n";
+    f.flush();
+    if (!f) {
+      set_last_error("write " + tmp + " failed");
+      return miniport::fail(Status::kFailure);
+    }
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return miniport::fail(record_errno("rename " + tmp, errno));
+  return {};
+}
+
+}  // namespace
+
+Result<void> Lab::validate(const LabSpec& s) {
+  if (!is_word(s.name, 6)) return invalid("lab name '" + s.name + "': use 1..6 characters a-z, 0-9");
+  if (s.nodes.empty()) return invalid("lab " + s.name + ": no nodes");
+  if (s.nodes.size() > 99) return invalid("lab " + s.name + ": at most 99 nodes");
+  if (s.mtu < 68 || s.mtu > 65535) return invalid("lab MTU " + std::to_string(s.mtu) + ": must be within 68..65535");
+  std::set<std::string> seen;
+  for (const auto& n : s.nodes) {
+    if (!is_word(n, 16)) return invalid("node name '" + n + "': use 1..16 characters a-z, 0-9");
+    if (!seen.insert(n).second) return invalid("node '" + n + "' is listed twice");
+  }
+  auto index = [&](const std::string& n) -> int {
+    auto it = std::find(s.nodes.begin(), s.nodes.end(), n);
+    return it == s.nodes.end() ? -1 : static_cast<int>(it - s.nodes.begin());
+  };
+  std::vector<int> parent(s.nodes.size());
+  std::iota(parent.begin(), parent.end(), 0);
+  auto root = [&](int i) {
+    while (parent[i] != i) i = parent[i] = parent[parent[i]];
+    return i;
+  };
+  for (const auto& [a, b] : s.links) {
+    const std::string label = "link " + a + "-" + b;
+    int ia = index(a), ib = index(b);
+    if (ia < 0) return invalid(label + ": no node '" + a + "'");
+    if (ib < 0) return invalid(label + ": no node '" + b + "'");
+    if (ia == ib) return invalid(label + ": a node cannot link to itself");
+    int ra = root(ia), rb = root(ib);
+    if (ra == rb)
+      return invalid(label + ": closes a loop (or repeats a link); lab bridges run no STP, so links must not form loops");
+    parent[ra] = rb;
+  }
+  return {};
+}
+
+Result<void> Lab::step(const char* what) {
+  if (steps_++ == opts_.fail_at_step) {
+    set_last_error(std::string("injected failure at step ") + std::to_string(steps_ - 1) + " (" + what + ")");
+    return miniport::fail(Status::kFailure);
+  }
+  return {};
+}
+
+Result<std::unique_ptr<Lab>> Lab::up(const LabSpec& spec, const LabOptions& opts) {
+  COEMU_TRY(validate(spec));
+  const std::string pre = prefix(spec.name);
+  for (const auto& n : Netns::list()) {
+    if (n.starts_with(pre)) {
+      set_last_error("lab '" + spec.name + "' is already up (namespace " + n + "); run: coemu lab down " +
+                     spec.name);
+      return miniport::fail(Status::kNotAccepted);
+    }
+  }
+  std::unique_ptr<Lab> lab(new Lab(spec, opts));
+  for (size_t i = 0; i < spec.nodes.size(); ++i) {
+    const std::string base = "coe" + spec.name;
+    lab->nodes_.push_back(LabNode{spec.nodes[i], pre + spec.nodes[i], base + "b" + std::to_string(i),
+                                  base + "t" + std::to_string(i)});
+  }
+  if (auto r = lab->build(); !r) {
+    const std::string why = last_error();
+    (void)lab->down();  // roll back whatever was made; keep the first error's text
+    set_last_error(why);
+    return miniport::fail(r.error());
+  }
+  return lab;
+}
+
+Result<void> Lab::build() {
+  // The state file first: whatever happens next, `down` can find it.
+  nlohmann::json j;
+  j["lab"] = spec_.name;
+  j["pid"] = ::getpid();
+  j["netns"] = nlohmann::json::array();
+  j["nodes"] = nlohmann::json::array();
+  for (const auto& n : nodes_) {
+    j["netns"].push_back(n.netns);
+    j["nodes"].push_back({{"name", n.name}, {"netns", n.netns}, {"bridge", n.bridge}, {"tap", n.tap}});
+  }
+  j["links"] = nlohmann::json::array();
+  for (const auto& [a, b] : spec_.links) j["links"].push_back({a, b});
+  j["mtu"] = spec_.mtu;
+  COEMU_TRY(write_state(state_file(), j));
+
+  std::vector<Netns> ns;
+  for (const auto& n : nodes_) {
+    COEMU_TRY(step("create namespace"));
+    ns.push_back(COEMU_TRY(Netns::create(n.netns)));
+    auto nl = COEMU_TRY(RouteNetlink::open_in(ns.back()));
+    COEMU_TRY(nl.set_up("lo", true));
+    COEMU_TRY(step("add bridge"));
+    COEMU_TRY(nl.add_bridge(n.bridge));
+    COEMU_TRY(nl.set_mtu(n.bridge, spec_.mtu));
+    COEMU_TRY(nl.set_up(n.bridge, true));
+    COEMU_TRY(step("add TAP"));
+    {
+      TapOptions t;
+      t.name = n.tap;
+      t.netns = &ns.back();
+      t.persist = true;
+      // The fd closes at the end of this block; the device stays (persistent)
+      // for the node that attaches to it.
+      auto tap = COEMU_TRY(TapDevice::open(t));
+    }
+    COEMU_TRY(nl.set_mtu(n.tap, spec_.mtu));
+    COEMU_TRY(nl.enslave(n.bridge, n.tap));
+    COEMU_TRY(nl.set_up(n.tap, true));
+  }
+  auto idx = [&](const std::string& name) {
+    return static_cast<size_t>(std::find(spec_.nodes.begin(), spec_.nodes.end(), name) - spec_.nodes.begin());
+  };
+  for (const auto& [a, b] : spec_.links) {
+    const size_t ia = idx(a), ib = idx(b);
+    const std::string base = "coe" + spec_.name + "v";
+    const std::string va = base + std::to_string(ia) + "-" + std::to_string(ib);
+    const std::string vb = base + std::to_string(ib) + "-" + std::to_string(ia);
+    auto nla = COEMU_TRY(RouteNetlink::open_in(ns[ia]));
+    auto nlb = COEMU_TRY(RouteNetlink::open_in(ns[ib]));
+    COEMU_TRY(step("add veth"));
+    // One request makes both ends, each inside its node's namespace: no
+    // moment exists where a half-made pair sits in the caller's namespace.
+    COEMU_TRY(nla.add_veth(va, vb, &ns[ib]));
+    for (auto [nl, dev, br] : {std::tuple{&nla, va, nodes_[ia].bridge}, std::tuple{&nlb, vb, nodes_[ib].bridge}}) {
+      COEMU_TRY(nl->set_mtu(dev, spec_.mtu));
+      COEMU_TRY(nl->enslave(br, dev));
+      COEMU_TRY(nl->set_up(dev, true));
+    }
+  }
+  return {};
+}
+
+Result<void> Lab::down() {
+  if (down_) return {};
+  COEMU_TRY(down(spec_.name, opts_));
+  down_ = true;
+  return {};
+}
+
+Lab::~Lab() {
+  if (!released_ && !down_) (void)down();
+}
+
+Result<void> Lab::down(std::string_view lab_name, const LabOptions& opts) {
+  if (!is_word(lab_name, 6)) return invalid("lab name '" + std::string(lab_name) + "': use 1..6 characters a-z, 0-9");
+  std::set<std::string> names;
+  const std::string path = state_path(opts, lab_name);
+  if (std::ifstream f(path); f) {
+    auto j = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("netns") && j["netns"].is_array()) {
+      for (const auto& n : j["netns"])
+        if (n.is_string() && n.get<std::string>().starts_with(prefix(lab_name))) names.insert(n.get<std::string>());
+    }
+  }
+  for (const auto& n : Netns::list())
+    if (n.starts_with(prefix(lab_name))) names.insert(n);
+  // Everything a lab makes lives inside its namespaces: dropping the names
+  // lets the kernel delete the bridges, TAPs and veths with them.
+  Result<void> first_error = {};
+  for (const auto& n : names) {
+    if (auto r = Netns::remove(n); !r && first_error) first_error = r;
+  }
+  if (!first_error) return first_error;
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return miniport::fail(record_errno("remove " + path, errno));
+  return {};
+}
+
+std::vector<std::string> Lab::list(const LabOptions& opts) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(opts.state_dir, ec)) {
+    if (e.path().extension() == ".json") out.push_back(e.path().stem().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+const LabNode* Lab::node(std::string_view name) const noexcept {
+  for (const auto& n : nodes_)
+    if (n.name == name) return &n;
+  return nullptr;
+}
+
+std::string Lab::state_file() const { return state_path(opts_, spec_.name); }
+
+}  // namespace emulator

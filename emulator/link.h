@@ -1,0 +1,87 @@
+// Link: what a node's miniport sends and receives Ethernet frames through. Two
+// implementations: TapDevice (a Linux TAP NIC) and MemLink (an in-process wire
+// for tests and for machines where no TAP can be made).
+//
+//   std::span<const uint8_t> frames[] = {f1, f2};
+//   size_t sent = *link.send_burst(frames);     // may be < 2: back-pressure
+//   RxFrame slots[32] = ...;                    // caller-owned buffers
+//   size_t got = *link.recv_burst(slots);       // 0 = nothing now
+//
+// Each direction can be impaired (impairment.h); delayed frames are released by
+// flush_due(), which the owner calls when next_deadline() passes (send and
+// receive calls also release what is due). A link is used by one sending and
+// one receiving thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+
+#include "emulator/impairment.h"
+#include "emulator/unique_fd.h"
+
+namespace emulator {
+
+class PcapRecorder;
+
+// One receive slot: a caller-owned buffer and, after recv_burst, the frame's
+// length. A frame longer than the buffer is cut and `truncated` is set.
+struct RxFrame {
+  std::span<uint8_t> buf;
+  size_t len = 0;
+  bool truncated = false;
+};
+
+struct LinkCounters {
+  uint64_t tx_frames = 0;     // frames taken by send_burst
+  uint64_t tx_bytes = 0;
+  uint64_t tx_errors = 0;     // frames the OS refused (counted, then dropped)
+  uint64_t tx_backpressure = 0;  // send_burst calls that could not take every frame
+  uint64_t rx_frames = 0;
+  uint64_t rx_bytes = 0;
+  uint64_t rx_truncated = 0;  // frames longer than the caller's buffer
+};
+
+class Link {
+ public:
+  virtual ~Link() = default;
+
+  // Sends frames in order; returns how many were taken. Fewer than asked means
+  // back-pressure: retry the rest later. Frames an impairment drops count as
+  // taken. Errors: kAdapterRemoved when the device is gone; kInvalidLength for
+  // an empty frame or one longer than mtu() + 14 (nothing after it is sent).
+  [[nodiscard]] virtual Result<size_t> send_burst(
+      std::span<const std::span<const uint8_t>> frames) = 0;
+
+  // Receives up to slots.size() frames without blocking; 0 = none now.
+  // Errors: kAdapterRemoved when the device is gone.
+  [[nodiscard]] virtual Result<size_t> recv_burst(std::span<RxFrame> slots) = 0;
+
+  // Waits until a frame may be readable, at most `timeout`. True if readable.
+  [[nodiscard]] virtual Result<bool> wait_readable(miniport::Duration timeout) = 0;
+
+  // Releases delayed frames that are due now.
+  virtual void flush_due() = 0;
+  // When the next delayed frame falls due, if any.
+  [[nodiscard]] virtual std::optional<Time> next_deadline() const = 0;
+
+  // Replaces this link's send-direction impairment (validated first; on error
+  // nothing changes). Frames held by the old setting are released at once.
+  [[nodiscard]] virtual Result<void> set_impairment(const ImpairmentConfig& cfg) = 0;
+  [[nodiscard]] virtual ImpairmentCounters impairment_counters() const = 0;
+
+  // The largest Ethernet payload (frame length minus the 14-byte header).
+  [[nodiscard]] virtual uint32_t mtu() const = 0;
+
+  // Records every frame sent (as handed to send_burst, before impairments) and
+  // received (as read). nullptr stops recording. The recorder must outlive
+  // its use here.
+  void set_recorder(PcapRecorder* r) noexcept { recorder_ = r; }
+  [[nodiscard]] const LinkCounters& counters() const noexcept { return counters_; }
+
+ protected:
+  PcapRecorder* recorder_ = nullptr;
+  LinkCounters counters_;
+};
+
+}  // namespace emulator

@@ -1,0 +1,221 @@
+#include "emulator/tap_device.h"
+
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "emulator/clock.h"
+#include "emulator/pcap_recorder.h"
+
+namespace emulator {
+
+namespace {
+
+struct Opened {
+  std::string name;
+  std::vector<UniqueFd> fds;
+  UniqueFd ctl;
+};
+
+// Runs in the device's namespace: the netns current when /dev/net/tun is
+// opened is where TUNSETIFF creates (or looks up) the device.
+Result<Opened> open_here(const TapOptions& o) {
+  Opened out;
+  for (uint32_t q = 0; q < o.queues; ++q) {
+    int fd = ::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return miniport::fail(record_errno("open /dev/net/tun", errno));
+    UniqueFd hold(fd);
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, q == 0 ? o.name.c_str() : out.name.c_str(), IFNAMSIZ - 1);
+    short flags = IFF_TAP | IFF_NO_PI;
+    if (o.queues > 1) flags |= IFF_MULTI_QUEUE;
+    // Without TUN_EXCL the kernel silently attaches to an existing device.
+    if (!o.attach && q == 0) flags |= IFF_TUN_EXCL;
+    if (o.carrier_off && q == 0) flags |= IFF_NO_CARRIER;
+    ifr.ifr_flags = flags;
+    if (::ioctl(fd, TUNSETIFF, &ifr) != 0) {
+      int e = errno;
+      record_errno("TUNSETIFF " + o.name, e);
+      if (e == EBUSY || e == EEXIST) return miniport::fail(Status::kNotAccepted);
+      if (e == EINVAL) {
+        set_last_error("TUNSETIFF " + o.name + ": " + std::strerror(e) +
+                       " (an existing device of that name with other flags?)");
+        return miniport::fail(Status::kInvalidData);
+      }
+      return miniport::fail(Status::kFailure);
+    }
+    if (q == 0) out.name = ifr.ifr_name;
+    if (o.attach && q == 0) {
+      // TUNSETIFF without EXCL creates the device when it is missing; attach
+      // means "must exist", so a device we just made is a mistake to undo.
+      // TUNGETIFF cannot tell; the persistent flag can: ours is not persistent.
+      ifreq g{};
+      if (::ioctl(fd, TUNGETIFF, &g) == 0 && !(g.ifr_flags & IFF_PERSIST)) {
+        set_last_error("no persistent TAP named " + o.name + " to attach to");
+        return miniport::fail(Status::kAdapterRemoved);
+      }
+    }
+    if (o.persist && q == 0 && ::ioctl(fd, TUNSETPERSIST, 1) != 0)
+      return miniport::fail(record_errno("TUNSETPERSIST " + out.name, errno));
+    out.fds.push_back(std::move(hold));
+  }
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return miniport::fail(record_errno("socket for ioctls", errno));
+  out.ctl.reset(s);
+  return out;
+}
+
+}  // namespace
+
+TapDevice::~TapDevice() = default;
+
+Result<std::unique_ptr<TapDevice>> TapDevice::open(const TapOptions& opts) {
+  if (opts.name.empty() || opts.name.size() >= IFNAMSIZ || opts.name.find('/') != std::string::npos ||
+      opts.name.find(' ') != std::string::npos) {
+    set_last_error("bad TAP name '" + opts.name + "' (1..15 characters, no '/' or spaces)");
+    return miniport::fail(Status::kInvalidData);
+  }
+  if (opts.queues < 1 || opts.queues > 16) {
+    set_last_error("TAP queues must be within 1..16, got " + std::to_string(opts.queues));
+    return miniport::fail(Status::kInvalidData);
+  }
+  Opened o = opts.netns ? COEMU_TRY(run_in(*opts.netns, [&] { return open_here(opts); }))
+                        : COEMU_TRY(open_here(opts));
+  std::unique_ptr<TapDevice> t(new TapDevice());
+  t->name_ = std::move(o.name);
+  t->fds_ = std::move(o.fds);
+  t->ctl_ = std::move(o.ctl);
+  COEMU_TRY(t->refresh_mtu());
+  return t;
+}
+
+Result<uint32_t> TapDevice::refresh_mtu() {
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name_.c_str(), IFNAMSIZ - 1);
+  if (::ioctl(ctl_.get(), SIOCGIFMTU, &ifr) != 0)
+    return miniport::fail(record_errno("SIOCGIFMTU " + name_, errno));
+  mtu_ = static_cast<uint32_t>(ifr.ifr_mtu);
+  return mtu_;
+}
+
+Result<void> TapDevice::set_carrier(bool on) {
+  int v = on ? 1 : 0;
+  if (::ioctl(fds_[0].get(), TUNSETCARRIER, &v) != 0)
+    return miniport::fail(record_errno("TUNSETCARRIER " + name_, errno));
+  return {};
+}
+
+void TapDevice::write_frame(std::span<const uint8_t> f) noexcept {
+  // A TAP write never pushes back: one call = one frame, and a full receive
+  // queue on the far side drops silently (DESIGN.md), so no retry here.
+  if (::write(fds_[0].get(), f.data(), f.size()) < 0) ++counters_.tx_errors;
+}
+
+Result<size_t> TapDevice::send_burst(std::span<const std::span<const uint8_t>> frames) {
+  const Time now = impairer_ ? steady_now() : Time(0);
+  if (impairer_) impairer_->release(now, [&](std::span<const uint8_t> f) { write_frame(f); });
+  size_t n = 0;
+  for (const auto& f : frames) {
+    if (f.empty() || f.size() > size_t{mtu_} + 14) {
+      set_last_error("frame of " + std::to_string(f.size()) + " bytes does not fit " + name_ +
+                     " (MTU " + std::to_string(mtu_) + ")");
+      if (n) break;
+      return miniport::fail(Status::kInvalidLength);
+    }
+    if (recorder_) recorder_->record(f);
+    if (impairer_) {
+      impairer_->submit(f, now);
+    } else {
+      const ssize_t w = ::write(fds_[0].get(), f.data(), f.size());
+      if (w < 0) {
+        if (errno == EAGAIN) {
+          ++counters_.tx_backpressure;
+          break;
+        }
+        if (errno == EIO || errno == EBADFD || errno == ENODEV) {
+          if (n) break;
+          return miniport::fail(record_errno("write " + name_, errno));
+        }
+        ++counters_.tx_errors;
+      }
+    }
+    ++counters_.tx_frames;
+    counters_.tx_bytes += f.size();
+    ++n;
+  }
+  if (impairer_) impairer_->release(now, [&](std::span<const uint8_t> f) { write_frame(f); });
+  return n;
+}
+
+Result<size_t> TapDevice::recv_burst(std::span<RxFrame> slots) { return recv_burst_on(0, slots); }
+
+Result<size_t> TapDevice::recv_burst_on(uint32_t q, std::span<RxFrame> slots) {
+  if (q >= fds_.size()) {
+    set_last_error("no queue " + std::to_string(q) + " on " + name_);
+    return miniport::fail(Status::kInvalidData);
+  }
+  size_t n = 0;
+  while (n < slots.size()) {
+    RxFrame& s = slots[n];
+    const ssize_t r = ::read(fds_[q].get(), s.buf.data(), s.buf.size());
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EINTR) break;
+      if (n) break;
+      return miniport::fail(record_errno("read " + name_, errno));
+    }
+    // tun copies at most the buffer and reports what it copied; a frame that
+    // filled the buffer exactly may have been cut (buffers are MTU + 14, so
+    // only a frame larger than the MTU can).
+    s.len = static_cast<size_t>(r);
+    s.truncated = s.len == s.buf.size() && s.len > size_t{mtu_} + 14;
+    if (s.truncated) ++counters_.rx_truncated;
+    if (recorder_) recorder_->record(std::span<const uint8_t>(s.buf.data(), s.len));
+    ++counters_.rx_frames;
+    counters_.rx_bytes += s.len;
+    ++n;
+  }
+  return n;
+}
+
+Result<bool> TapDevice::wait_readable(miniport::Duration timeout) {
+  pollfd p{fds_[0].get(), POLLIN, 0};
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(timeout).count();
+  int r = ::poll(&p, 1, static_cast<int>(ms));
+  if (r < 0) {
+    if (errno == EINTR) return false;
+    return miniport::fail(record_errno("poll " + name_, errno));
+  }
+  return r > 0 && (p.revents & POLLIN);
+}
+
+void TapDevice::flush_due() {
+  if (impairer_) impairer_->release(steady_now(), [&](std::span<const uint8_t> f) { write_frame(f); });
+}
+
+std::optional<Time> TapDevice::next_deadline() const {
+  return impairer_ ? impairer_->next_deadline() : std::nullopt;
+}
+
+Result<void> TapDevice::set_impairment(const ImpairmentConfig& cfg) {
+  COEMU_TRY(cfg.validate());
+  if (impairer_) {
+    impairer_->release(Time::max(), [&](std::span<const uint8_t> f) { write_frame(f); });
+    retired_ = (retired_ + impairer_->counters());
+    impairer_.reset();
+  }
+  if (cfg.active()) impairer_.emplace(cfg);
+  return {};
+}
+
+ImpairmentCounters TapDevice::impairment_counters() const {
+  return impairer_ ? (retired_ + impairer_->counters()) : retired_;
+}
+
+}  // namespace emulator

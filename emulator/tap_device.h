@@ -1,0 +1,76 @@
+// TapDevice: a node's NIC as a Linux TAP (/dev/net/tun, IFF_TAP|IFF_NO_PI),
+// non-blocking, made (or attached to) inside a chosen network namespace, with
+// carrier control, batched frame I/O, optional multi-queue, and impairments on
+// the send path.
+//
+//   TapOptions o; o.name = "coe%d"; o.netns = &ns;
+//   auto tap = TapDevice::open(o);           // name() tells what the kernel chose
+//   (void)(*tap)->set_carrier(false);          // NDIS media disconnect
+//   (void)(*tap)->send_burst(frames);
+//
+// Configuration after creation (up, MTU, MAC, addresses, netns) goes through
+// RouteNetlink; carrier events come from LinkEventWatcher.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "emulator/link.h"
+#include "emulator/netns.h"
+
+namespace emulator {
+
+struct TapOptions {
+  std::string name = "coe%d";  // "%d" lets the kernel pick a free number; <= 15 chars
+  const Netns* netns = nullptr;  // where the device lives; nullptr = caller's namespace
+  uint32_t queues = 1;         // > 1 creates an IFF_MULTI_QUEUE device with that many fds
+  bool carrier_off = false;    // created without carrier (IFF_NO_CARRIER)
+  bool attach = false;         // attach to an existing (persistent) TAP of that name
+  bool persist = false;        // keep the device after the last fd closes (lab TAPs)
+};
+
+class TapDevice final : public Link {
+ public:
+  // Errors: kInvalidData for a bad name or queue count (1..16); kNotAccepted
+  // when a device of that name exists and attach is false; kAdapterRemoved when
+  // attach is set and there is none; kFailure (EPERM/EACCES) without
+  // CAP_NET_ADMIN or access to /dev/net/tun. last_error() says which.
+  [[nodiscard]] static Result<std::unique_ptr<TapDevice>> open(const TapOptions& opts);
+  ~TapDevice() override;
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] uint32_t queues() const noexcept { return static_cast<uint32_t>(fds_.size()); }
+  [[nodiscard]] int queue_fd(uint32_t q) const noexcept { return fds_[q].get(); }
+
+  // Switches carrier (TUNSETCARRIER): off = the NDIS miniport reports media
+  // disconnected. Errors: kNotSupported on kernels before 5.0.
+  [[nodiscard]] Result<void> set_carrier(bool on);
+
+  // Link: send and receive use queue 0; the *_on variants pick a queue.
+  [[nodiscard]] Result<size_t> send_burst(std::span<const std::span<const uint8_t>> frames) override;
+  [[nodiscard]] Result<size_t> recv_burst(std::span<RxFrame> slots) override;
+  [[nodiscard]] Result<size_t> recv_burst_on(uint32_t q, std::span<RxFrame> slots);
+  [[nodiscard]] Result<bool> wait_readable(miniport::Duration timeout) override;
+  void flush_due() override;
+  [[nodiscard]] std::optional<Time> next_deadline() const override;
+  [[nodiscard]] Result<void> set_impairment(const ImpairmentConfig& cfg) override;
+  [[nodiscard]] ImpairmentCounters impairment_counters() const override;
+  // The MTU read from the device (refresh_mtu() after changing it).
+  [[nodiscard]] uint32_t mtu() const override { return mtu_; }
+  [[nodiscard]] Result<uint32_t> refresh_mtu();
+
+ private:
+  TapDevice() = default;
+  // Writes one frame; counts, never blocks (the kernel drops when full).
+  void write_frame(std::span<const uint8_t> f) noexcept;
+
+  std::string name_;
+  std::vector<UniqueFd> fds_;
+  UniqueFd ctl_;  // AF_INET datagram socket in the device's namespace, for ioctls
+  uint32_t mtu_ = 1500;
+  std::optional<Impairer> impairer_;
+  ImpairmentCounters retired_;
+};
+
+}  // namespace emulator

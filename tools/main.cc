@@ -1,0 +1,134 @@
+// coemu: the command line. Exit codes: 0 ok, 1 runtime failure, 2 usage error.
+#include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "emulator/lab.h"
+#include "emulator/unique_fd.h"
+#include "tools/demo.h"
+
+namespace {
+
+constexpr int kUsage = 2;
+
+// "a-b" -> {"a", "b"}
+std::pair<std::string, std::string> split_link(const std::string& s) {
+  auto dash = s.find('-');
+  if (dash == std::string::npos || dash == 0 || dash + 1 == s.size())
+    throw CLI::ValidationError("--link", "expected NODE-NODE, got '" + s + "'");
+  return {s.substr(0, dash), s.substr(dash + 1)};
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t c = s.find(',', start);
+    out.push_back(s.substr(start, c == std::string::npos ? std::string::npos : c - start));
+    if (c == std::string::npos) break;
+    start = c + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "coemu - a user-space emulator of a connection-oriented network stack (CoNDIS model).\n"
+      "Nodes are miniports on Linux TAP devices (or an in-process memory wire), joined in\n"
+      "network-namespace labs."};
+  app.set_version_flag("--version", "coemu 0.1.0");
+  app.require_subcommand(1);
+
+  tools::DemoOptions demo;
+  auto* demo_cmd = app.add_subcommand(
+      "demo", "Two nodes exchange verified DATA frames both ways, record a pcap, tear down, summarize.\n"
+              "As root: a real lab (2 namespaces, 2 TAPs, bridges, veth). Otherwise: the memory wire.");
+  demo_cmd->add_option("-n,--frames", demo.frames, "Frames to send each way")
+      ->check(CLI::Range(1u, 10'000'000u))
+      ->capture_default_str();
+  demo_cmd->add_option("--pcap", demo.pcap, "Where to write node a's trace (nanosecond pcap)")
+      ->capture_default_str();
+  demo_cmd->add_flag("--memory", demo.force_memory, "Use the memory wire even when a lab could be built");
+  demo_cmd->add_flag("-j,--json", demo.json, "Print the summary as one JSON object");
+
+  auto* lab_cmd = app.add_subcommand("lab", "Build, inspect and remove namespace labs");
+  lab_cmd->require_subcommand(1);
+  emulator::LabOptions lab_opts;
+  lab_cmd->add_option("--state-dir", lab_opts.state_dir, "Where lab state files live")->capture_default_str();
+
+  emulator::LabSpec spec;
+  std::string nodes_csv;
+  std::vector<std::string> links;
+  auto* up = lab_cmd->add_subcommand("up", "Build a lab: a namespace per node with a bridge and a persistent TAP,\n"
+                                           "a veth pair per link. Stays up until `coemu lab down NAME`.");
+  up->add_option("name", spec.name, "Lab name: 1..6 characters a-z, 0-9")->required();
+  up->add_option("--nodes", nodes_csv, "Comma-separated node names (a-z, 0-9)")->required();
+  up->add_option("--link", links, "A link NODE-NODE (repeatable); links must not form a loop");
+  up->add_option("--mtu", spec.mtu, "MTU of TAPs, bridges and veths")->capture_default_str();
+
+  std::string down_name;
+  auto* down = lab_cmd->add_subcommand("down", "Remove a lab, also one whose owner crashed (idempotent)");
+  down->add_option("name", down_name, "Lab name")->required();
+
+  bool status_json = false;
+  auto* status = lab_cmd->add_subcommand("status", "List labs that have a state file");
+  status->add_flag("-j,--json", status_json, "JSON output");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    // --help and --version are successes; every other parse error is usage.
+    return rc == 0 ? 0 : kUsage;
+  }
+
+  if (*demo_cmd) return tools::run_demo(demo);
+
+  if (*up) {
+    spec.nodes = split_commas(nodes_csv);
+    try {
+      for (const auto& l : links) spec.links.push_back(split_link(l));
+    } catch (const CLI::ValidationError& e) {
+      fmt::print(stderr, "coemu: {}\n", e.what());
+      return kUsage;
+    }
+    if (auto v = emulator::Lab::validate(spec); !v) {
+      fmt::print(stderr, "coemu: {}\n", emulator::last_error());
+      return kUsage;
+    }
+    auto lab = emulator::Lab::up(spec, lab_opts);
+    if (!lab) {
+      fmt::print(stderr, "coemu: lab {} not built: {} ({}); nothing was left behind\n", spec.name,
+                 emulator::last_error(), miniport::to_string(lab.error()));
+      return 1;
+    }
+    (*lab)->release();
+    for (const auto& n : (*lab)->nodes())
+      fmt::print("{}: netns {}, bridge {}, tap {}\n", n.name, n.netns, n.bridge, n.tap);
+    fmt::print("lab {} is up; remove it with: coemu lab down {}\n", spec.name, spec.name);
+    return 0;
+  }
+  if (*down) {
+    if (auto r = emulator::Lab::down(down_name, lab_opts); !r) {
+      fmt::print(stderr, "coemu: lab {}: {}\n", down_name, emulator::last_error());
+      return r.error() == miniport::Status::kInvalidData ? kUsage : 1;
+    }
+    fmt::print("lab {} is down\n", down_name);
+    return 0;
+  }
+  if (*status) {
+    auto labs = emulator::Lab::list(lab_opts);
+    if (status_json) {
+      fmt::print("{}\n", nlohmann::json(labs).dump());
+    } else if (labs.empty()) {
+      fmt::print("no labs\n");
+    } else {
+      for (const auto& l : labs) fmt::print("{}\n", l);
+    }
+    return 0;
+  }
+  return kUsage;
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test with ctest: the release
+# build (warnings as errors), then ASan+UBSan, then TSan. Exits non-zero on any
+# failure. Tests labelled `net` need root (CAP_NET_ADMIN) and skip without it.
+#   tools/test.sh            all three builds
+#   tools/test.sh release    one preset (release, debug, asan or tsan)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools/deps.sh
+
+presets=("$@")
+[ ${#presets[@]} -gt 0 ] || presets=(release asan tsan)
+jobs=$(nproc)
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
+
+for p in "${presets[@]}"; do
+  echo "== $p: configure and build" >&2
+  cmake --preset "$p" >/dev/null
+  cmake --build --preset "$p" -j "$jobs"
+  echo "== $p: tests" >&2
+  ctest --preset "$p" -j "$jobs" --timeout 300
+done
+
+# Nothing a test made may outlive it.
+left=$(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^coe' || true)
+leftns=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^coe' || true)
+if [ -n "$left$leftns" ]; then
+  echo "tests left devices or namespaces behind: $left $leftns" >&2
+  exit 1
+fi
