@@ -47,15 +47,10 @@ Result<void> write_state(const std::string& path, const nlohmann::json& j) {
     return miniport::fail(Status::kFailure);
   }
   const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    f << j.dump(2) << "\n";
-    f.flush();
-    if (!f) {
-      set_last_error("write " + tmp + " failed");
-      return miniport::fail(Status::kFailure);
-    }
-  }
+  const std::string text = j.dump(2) + "\n";
+  auto fd = COEMU_TRY(UniqueFd::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(fd.get()) != 0)
+    return miniport::fail(record_errno("write " + tmp, errno));
   if (::rename(tmp.c_str(), path.c_str()) != 0) return miniport::fail(record_errno("rename " + tmp, errno));
   return {};
 }
@@ -104,8 +99,25 @@ Result<void> Lab::step(const char* what) {
   return {};
 }
 
+Result<void> Lab::check_privileges() {
+  // Probe by doing: the tun node may be 0600 and user namespaces may grant
+  // capabilities without uid 0, so neither geteuid() nor the mode decides.
+  int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    record_errno("a lab needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN): cannot open /dev/net/tun", errno);
+    return miniport::fail(Status::kFailure);
+  }
+  ::close(fd);
+  if (::access("/run", W_OK) != 0) {
+    record_errno("a lab needs root (CAP_SYS_ADMIN): cannot write /run for /run/netns", errno);
+    return miniport::fail(Status::kFailure);
+  }
+  return {};
+}
+
 Result<std::unique_ptr<Lab>> Lab::up(const LabSpec& spec, const LabOptions& opts) {
   COEMU_TRY(validate(spec));
+  COEMU_TRY(check_privileges());
   const std::string pre = prefix(spec.name);
   for (const auto& n : Netns::list()) {
     if (n.starts_with(pre)) {

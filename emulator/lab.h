@@ -74,6 +74,10 @@ class Lab {
   [[nodiscard]] const LabNode* node(std::string_view name) const noexcept;
   [[nodiscard]] std::string state_file() const;
 
+  // kFailure, with last_error() saying what is missing, when this process
+  // cannot build labs (no /dev/net/tun access, no write access to /run).
+  [[nodiscard]] static Result<void> check_privileges();
+
   // Checks a spec without touching the system (kInvalidData + last_error()).
   [[nodiscard]] static Result<void> validate(const LabSpec& spec);
 

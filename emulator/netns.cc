@@ -107,6 +107,22 @@ Result<Netns> Netns::create(const std::string& name) {
   return open(name);
 }
 
+Result<Netns> Netns::create_anonymous() {
+  Result<Netns> out = miniport::fail(Status::kFailure);
+  std::string err;
+  std::thread t([&] {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      out = miniport::fail(record_errno("unshare(CLONE_NEWNET)", errno));
+    } else {
+      out = current();
+    }
+    err = last_error();
+  });
+  t.join();
+  if (!out) set_last_error(err);
+  return out;
+}
+
 Result<void> Netns::remove(const std::string& name) {
   if (!valid_name(name)) {
     set_last_error("bad network namespace name '" + name + "'");

@@ -29,6 +29,9 @@ class Netns {
   // longer than 64); kNotAccepted when the name exists; kFailure (with
   // last_error) when mounting fails, e.g. without CAP_SYS_ADMIN.
   [[nodiscard]] static Result<Netns> create(const std::string& name);
+  // Creates an unnamed namespace that lives as long as the returned handle
+  // (and whatever is moved into it). Errors: kFailure without CAP_SYS_ADMIN.
+  [[nodiscard]] static Result<Netns> create_anonymous();
   // Removes a name made by create() or `ip netns add`. A missing name is
   // success. The namespace itself dies with its last user.
   [[nodiscard]] static Result<void> remove(const std::string& name);

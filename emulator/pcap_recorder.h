@@ -68,7 +68,7 @@ class PcapRecorder {
   [[nodiscard]] const std::string& path() const noexcept { return opts_.path; }
 
  private:
-  struct Slot {
+  struct alignas(64) Slot {  // one per cache line: producers and the writer never share one
     std::atomic<uint64_t> seq;
     uint32_t len;
     uint32_t caplen;

@@ -132,6 +132,25 @@ TEST_F(TapPair, MtuAndMacChangesReadBackOverNetlink) {
   EXPECT_NE(last_error().find("coenope"), std::string::npos);
 }
 
+TEST_F(TapPair, MovesToAnotherNamespaceAndKeepsWorking) {
+  auto other = Netns::create_anonymous();
+  ASSERT_TRUE(other.has_value()) << last_error();
+  ASSERT_TRUE(nl_->move_to("coet0", *other)) << last_error();
+  EXPECT_EQ(nl_->get_link("coet0").error(), Status::kAdapterRemoved) << "gone from here";
+  auto there = RouteNetlink::open_in(*other);
+  ASSERT_TRUE(there.has_value()) << last_error();
+  auto li = there->get_link("coet0");
+  ASSERT_TRUE(li.has_value()) << last_error();
+  EXPECT_EQ(li->kind, "tun");
+  EXPECT_FALSE(li->up) << "a moved link arrives down";
+  ASSERT_TRUE(there->set_up("coet0", true)) << last_error();
+  // The fd opened before the move still drives the device.
+  ASSERT_TRUE(taps_[0]->set_carrier(false)) << last_error();
+  EXPECT_FALSE(there->get_link("coet0")->lower_up);
+  ASSERT_TRUE(taps_[0]->set_carrier(true)) << last_error();
+  EXPECT_TRUE(there->get_link("coet0")->lower_up);
+}
+
 // Waits up to 5 s for an event on `name` matching pred.
 template <class Pred>
 bool wait_event(LinkEventWatcher& w, const std::string& name, Pred pred) {
