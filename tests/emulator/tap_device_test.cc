@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <thread>
 
 #include "emulator/clock.h"
 #include "emulator/link_events.h"
@@ -195,6 +196,30 @@ TEST_F(TapPair, LossImpairmentOnTheTapSendPath) {
   EXPECT_LT(lost, 150u);
   auto got = receive(*taps_[1], 200 - lost);
   EXPECT_EQ(got.size(), 200 - lost);
+}
+
+// A TAP has no thread of its own: delayed frames leave when the owner calls
+// flush_due() at next_deadline(), as the node's I/O loop does.
+TEST_F(TapPair, DelayedFramesLeaveAtTheDeadlineOnFlush) {
+  ASSERT_TRUE(taps_[0]->set_impairment(*ImpairmentConfig::parse("delay=100ms")));
+  const auto f = make_frame(MacAddress::local(0xb), MacAddress::local(0xa), 1, 100);
+  std::span<const uint8_t> fs(f);
+  const auto t0 = steady_now();
+  ASSERT_EQ(*taps_[0]->send_burst(std::span(&fs, 1)), 1u);
+  auto due = taps_[0]->next_deadline();
+  ASSERT_TRUE(due.has_value());
+  EXPECT_GE(*due, t0 + milliseconds(100));
+  taps_[0]->flush_due();
+  EXPECT_EQ(taps_[0]->impairment_counters().frames_out, 0u) << "released before its time";
+  std::this_thread::sleep_until(std::chrono::steady_clock::time_point(
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(*due)));
+  taps_[0]->flush_due();
+  EXPECT_EQ(taps_[0]->impairment_counters().frames_out, 1u);
+  EXPECT_FALSE(taps_[0]->next_deadline().has_value());
+  auto got = receive(*taps_[1], 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(frame_intact(got[0], 100));
+  EXPECT_GE(steady_now() - t0, milliseconds(100));
 }
 
 TEST(TapDevice, OpensInAnotherNamespaceAndRejectsBadInput) {
