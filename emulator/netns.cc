@@ -86,20 +86,14 @@ Result<Netns> Netns::create(const std::string& name) {
   ::close(f);
   // unshare() on a throwaway thread: the new namespace is bound to the name
   // and the caller's threads stay where they are.
-  Result<void> made = miniport::fail(Status::kFailure);
-  std::string err;
-  std::thread t([&] {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      made = miniport::fail(record_errno("unshare(CLONE_NEWNET)", errno));
-    } else if (::mount("/proc/thread-self/ns/net", path.c_str(), "none", MS_BIND, nullptr) != 0) {
-      made = miniport::fail(record_errno("bind-mount " + path, errno));
-    } else {
-      made = {};
-    }
-    err = last_error();
+  auto made = on_fresh_thread([&]() -> Result<void> {
+    if (::unshare(CLONE_NEWNET) != 0) return miniport::fail(record_errno("unshare(CLONE_NEWNET)", errno));
+    if (::mount("/proc/thread-self/ns/net", path.c_str(), "none", MS_BIND, nullptr) != 0)
+      return miniport::fail(record_errno("bind-mount " + path, errno));
+    return {};
   });
-  t.join();
   if (!made) {
+    const std::string err = last_error();
     ::unlink(path.c_str());
     set_last_error(err);
     return miniport::fail(made.error());
@@ -108,19 +102,10 @@ Result<Netns> Netns::create(const std::string& name) {
 }
 
 Result<Netns> Netns::create_anonymous() {
-  Result<Netns> out = miniport::fail(Status::kFailure);
-  std::string err;
-  std::thread t([&] {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      out = miniport::fail(record_errno("unshare(CLONE_NEWNET)", errno));
-    } else {
-      out = current();
-    }
-    err = last_error();
+  return on_fresh_thread([]() -> Result<Netns> {
+    if (::unshare(CLONE_NEWNET) != 0) return miniport::fail(record_errno("unshare(CLONE_NEWNET)", errno));
+    return current();
   });
-  t.join();
-  if (!out) set_last_error(err);
-  return out;
 }
 
 Result<void> Netns::remove(const std::string& name) {

@@ -53,23 +53,28 @@ class Netns {
 // CAP_SYS_ADMIN), kInvalidData for an fd that is not a netns.
 [[nodiscard]] Result<void> enter(const Netns& ns);
 
-// Runs fn() -> Result<T> on a new thread that first enters ns; returns its
-// result and carries its last_error() back to the caller's thread.
+// Runs fn() -> Result<T> on a new, joined thread (for namespace changes that
+// must not touch the caller's thread) and carries its last_error() back.
 template <class F>
-auto run_in(const Netns& ns, F&& fn) -> decltype(fn()) {
+auto on_fresh_thread(F&& fn) -> decltype(fn()) {
   decltype(fn()) out = miniport::fail(Status::kFailure);
   std::string err;
   std::thread t([&] {
-    if (auto r = enter(ns); !r) {
-      out = miniport::fail(r.error());
-    } else {
-      out = fn();
-    }
+    out = fn();
     err = last_error();
   });
   t.join();
   if (!out) set_last_error(err);
   return out;
+}
+
+// Runs fn() -> Result<T> on a new thread that first enters ns.
+template <class F>
+auto run_in(const Netns& ns, F&& fn) -> decltype(fn()) {
+  return on_fresh_thread([&]() -> decltype(fn()) {
+    if (auto r = enter(ns); !r) return miniport::fail(r.error());
+    return fn();
+  });
 }
 
 }  // namespace emulator
