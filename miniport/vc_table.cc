@@ -1,0 +1,376 @@
+#include "miniport/vc_table.h"
+
+#include <new>
+
+namespace miniport {
+
+struct alignas(kCacheLine) VcTable::Slot {
+  // Read by I/O threads and senders.
+  std::atomic<uint32_t> rx_vci{0};  // label readers match; 0 = none
+  std::atomic<uint32_t> gen{0};     // handle generation, bumped at delete
+  std::atomic<uint8_t> state{static_cast<uint8_t>(VcState::kInactive)};
+  std::atomic<uint64_t> owner{0};
+  // Parameters under a sequence lock: two words, no pointer to reclaim.
+  std::atomic<uint32_t> pseq{0};
+  std::atomic<uint64_t> pword0{0};  // peer MAC (48 bits) | transmit << 48 | receive << 49
+  std::atomic<uint64_t> pword1{0};  // tx_vci << 32 | max_sdu
+  // In-flight work that a deactivation waits for.
+  std::atomic<int64_t> tx_inflight{0};
+  std::atomic<int64_t> rx_outstanding{0};
+  // Counters (relaxed: statistics only).
+  std::atomic<uint64_t> rx_frames{0}, rx_bytes{0}, tx_frames{0}, tx_bytes{0}, rx_dropped{0}, tx_refused{0};
+  // Control-only.
+  uint16_t label_gen = 1;
+  uint32_t pvc_vci = 0;
+  bool live = false;
+};
+
+namespace {
+
+struct Params {
+  MacAddress peer;
+  bool transmit = false, receive = false;
+  uint32_t tx_vci = 0;
+  uint16_t max_sdu = 0;
+};
+
+uint64_t pack0(const VcParams& p) {
+  uint64_t w = 0;
+  for (int i = 0; i < 6; ++i) w = (w << 8) | p.peer.bytes[i];
+  return w | (uint64_t{p.transmit} << 48) | (uint64_t{p.receive} << 49);
+}
+
+template <class S>
+Params read_params(const S& s) noexcept {
+  Params p;
+  for (;;) {
+    // Acquire loads of the words keep the second sequence read after them
+    // (and pair with the writer's release stores); no fence, which TSan
+    // cannot model.
+    const uint32_t a = s.pseq.load(std::memory_order_acquire);
+    const uint64_t w0 = s.pword0.load(std::memory_order_acquire);
+    const uint64_t w1 = s.pword1.load(std::memory_order_acquire);
+    if ((a & 1) == 0 && s.pseq.load(std::memory_order_relaxed) == a) {
+      for (int i = 5, k = 0; i >= 0; --i, ++k) p.peer.bytes[i] = static_cast<uint8_t>(w0 >> (8 * k));
+      p.transmit = (w0 >> 48) & 1;
+      p.receive = (w0 >> 49) & 1;
+      p.tx_vci = static_cast<uint32_t>(w1 >> 32);
+      p.max_sdu = static_cast<uint16_t>(w1);
+      return p;
+    }
+  }
+}
+
+constexpr uint32_t svc_label(uint16_t gen, uint32_t slot) { return (uint32_t{gen} << 20) | slot; }
+
+}  // namespace
+
+VcTable::VcTable(uint32_t max_vcs)
+    : max_(max_vcs == 0 || max_vcs > kMaxVcs ? kMaxVcs : max_vcs),
+      chunks_(std::make_unique<std::atomic<Slot*>[]>(kChunks)),
+      pvc_chunks_(std::make_unique<std::atomic<std::atomic<uint32_t>*>[]>(kChunks)) {}
+
+VcTable::~VcTable() {
+  for (uint32_t c = 0; c < kChunks; ++c) {
+    delete[] chunks_[c].load(std::memory_order_relaxed);
+    delete[] pvc_chunks_[c].load(std::memory_order_relaxed);
+  }
+}
+
+VcTable::Slot* VcTable::slot_ptr(uint32_t idx) const noexcept {
+  if (idx >= max_) return nullptr;
+  Slot* chunk = chunks_[idx >> kChunkBits].load(std::memory_order_acquire);  // A: pairs with ensure_chunk
+  return chunk ? &chunk[idx & (kChunk - 1)] : nullptr;
+}
+
+VcTable::Slot* VcTable::checked(VcId id) const noexcept {
+  Slot* s = slot_ptr(id.slot);
+  if (!s || !s->live || s->gen.load(std::memory_order_relaxed) != id.gen) return nullptr;
+  return s;
+}
+
+uint32_t VcTable::slot_gen(uint32_t slot) const noexcept {
+  const Slot* s = slot_ptr(slot);
+  return s ? s->gen.load(std::memory_order_relaxed) : 0;
+}
+
+Result<void> VcTable::ensure_chunk(uint32_t idx) {
+  auto& c = chunks_[idx >> kChunkBits];
+  if (c.load(std::memory_order_relaxed)) return {};
+  Slot* chunk = new (std::nothrow) Slot[kChunk];
+  if (!chunk) return fail(Status::kResources);
+  c.store(chunk, std::memory_order_release);  // R: publishes constructed slots
+  return {};
+}
+
+Result<VcId> VcTable::create(uint64_t owner) {
+  uint32_t idx;
+  // Deleted slots come back once no reader can still be looking at them.
+  while (!retired_.empty() && qsbr_.passed(retired_.front().epoch)) {
+    free_.push_back(retired_.front().slot);
+    retired_.pop_front();
+  }
+  if (!free_.empty()) {
+    idx = free_.back();
+    free_.pop_back();
+  } else if (next_unused_ < max_) {
+    idx = next_unused_;
+    COEMU_TRY(ensure_chunk(idx));
+    ++next_unused_;
+  } else {
+    return fail(Status::kResources);
+  }
+  Slot& s = *slot_ptr(idx);
+  s.live = true;
+  // The label is known from creation on (the CM announces it before the
+  // call is up); frames on it count as "not activated" until activation.
+  s.rx_vci.store(svc_label(s.label_gen, idx), std::memory_order_release);
+  s.owner.store(owner, std::memory_order_relaxed);
+  for (auto* c : {&s.rx_frames, &s.rx_bytes, &s.tx_frames, &s.tx_bytes, &s.rx_dropped, &s.tx_refused})
+    c->store(0, std::memory_order_relaxed);
+  s.state.store(static_cast<uint8_t>(VcState::kInactive), std::memory_order_release);
+  ++in_use_;
+  return VcId{idx, s.gen.load(std::memory_order_relaxed)};
+}
+
+bool VcTable::pvc_map(uint32_t vci, uint32_t slot_plus_one) {
+  auto& c = pvc_chunks_[vci >> kChunkBits];
+  std::atomic<uint32_t>* chunk = c.load(std::memory_order_relaxed);
+  if (!chunk) {
+    chunk = new (std::nothrow) std::atomic<uint32_t>[kChunk];
+    if (!chunk) return false;
+    for (uint32_t i = 0; i < kChunk; ++i) chunk[i].store(0, std::memory_order_relaxed);
+    c.store(chunk, std::memory_order_release);
+  }
+  chunk[vci & (kChunk - 1)].store(slot_plus_one, std::memory_order_release);
+  return true;
+}
+
+uint32_t VcTable::pvc_lookup(uint32_t vci) const noexcept {
+  const std::atomic<uint32_t>* chunk = pvc_chunks_[vci >> kChunkBits].load(std::memory_order_acquire);
+  return chunk ? chunk[vci & (kChunk - 1)].load(std::memory_order_acquire) : 0;
+}
+
+void VcTable::write_params(Slot& s, const VcParams& p) noexcept {
+  const uint32_t q = s.pseq.load(std::memory_order_relaxed);
+  s.pseq.store(q + 1, std::memory_order_relaxed);  // odd: readers retry
+  // Release: a reader that sees a new word also sees the odd sequence, and
+  // its second sequence read then tells it to retry.
+  s.pword0.store(pack0(p), std::memory_order_release);
+  s.pword1.store((uint64_t{p.tx_vci} << 32) | p.max_sdu, std::memory_order_release);
+  s.pseq.store(q + 2, std::memory_order_release);
+}
+
+Result<void> VcTable::activate(VcId id, const VcParams& p) {
+  Slot* s = checked(id);
+  if (!s) return fail(Status::kFailure);
+  const auto st = static_cast<VcState>(s->state.load(std::memory_order_relaxed));
+  if (st == VcState::kDeactivating) return fail(Status::kClosing);
+  // Validate everything before changing anything (R33: a failed
+  // re-activation leaves the old parameters in force).
+  if (!p.transmit && !p.receive) return fail(Status::kInvalidData);
+  if (p.transmit && p.tx_vci == 0) return fail(Status::kInvalidData);
+  if (p.peer.is_multicast() || p.peer == MacAddress{}) return fail(Status::kInvalidData);
+  if (p.pvc_rx_vci != 0) {
+    if (p.pvc_rx_vci >= kPvcVciLimit) return fail(Status::kInvalidData);
+    const uint32_t owner = pvc_lookup(p.pvc_rx_vci);
+    if (owner != 0 && owner != id.slot + 1) return fail(Status::kInvalidData);  // label taken
+  }
+  if (st == VcState::kActive && p.pvc_rx_vci != s->pvc_vci) return fail(Status::kInvalidData);
+
+  write_params(*s, p);
+  if (st == VcState::kInactive) {
+    if (p.pvc_rx_vci != 0) {
+      if (!pvc_map(p.pvc_rx_vci, id.slot + 1)) return fail(Status::kResources);
+      s->pvc_vci = p.pvc_rx_vci;
+      s->rx_vci.store(p.pvc_rx_vci, std::memory_order_release);
+    } else {
+      s->rx_vci.store(svc_label(s->label_gen, id.slot), std::memory_order_release);
+    }
+    s->state.store(static_cast<uint8_t>(VcState::kActive), std::memory_order_seq_cst);
+  }
+  return {};
+}
+
+Result<void> VcTable::deactivate(VcId id) {
+  Slot* s = checked(id);
+  if (!s) return fail(Status::kFailure);
+  const auto st = static_cast<VcState>(s->state.load(std::memory_order_relaxed));
+  if (st == VcState::kDeactivating) return fail(Status::kClosing);
+  if (st == VcState::kInactive) return fail(Status::kNotAccepted);
+  // seq_cst: pairs with begin_tx()'s increment-then-check (Dekker): a sender
+  // either sees this state and backs out, or its in-flight count is seen here.
+  s->state.store(static_cast<uint8_t>(VcState::kDeactivating), std::memory_order_seq_cst);
+  deactivating_.push_back({id.slot, qsbr_.advance()});
+  return {};
+}
+
+bool VcTable::try_complete(uint32_t idx) {
+  Slot& s = *slot_ptr(idx);
+  if (s.tx_inflight.load(std::memory_order_seq_cst) != 0) return false;
+  if (s.rx_outstanding.load(std::memory_order_acquire) != 0) return false;
+  s.state.store(static_cast<uint8_t>(VcState::kInactive), std::memory_order_seq_cst);
+  if (s.pvc_vci != 0) {
+    pvc_map(s.pvc_vci, 0);
+    s.pvc_vci = 0;
+    s.rx_vci.store(0, std::memory_order_release);
+  } else {
+    // A new label for the next activation: frames for this call that are
+    // still on the wire can never match the next one.
+    s.label_gen = static_cast<uint16_t>(s.label_gen % 4095 + 1);
+    s.rx_vci.store(svc_label(s.label_gen, idx), std::memory_order_release);
+  }
+  return true;
+}
+
+Result<void> VcTable::remove(VcId id) {
+  Slot* s = checked(id);
+  if (!s) return fail(Status::kFailure);
+  const auto st = static_cast<VcState>(s->state.load(std::memory_order_relaxed));
+  if (st == VcState::kActive) return fail(Status::kNotAccepted);
+  if (st == VcState::kDeactivating) return fail(Status::kClosing);
+  s->live = false;
+  s->gen.fetch_add(1, std::memory_order_seq_cst);
+  s->rx_vci.store(0, std::memory_order_release);
+  s->owner.store(0, std::memory_order_relaxed);
+  retired_.push_back({id.slot, qsbr_.advance()});
+  --in_use_;
+  return {};
+}
+
+uint32_t VcTable::rx_vci(VcId id) const noexcept {
+  const Slot* s = checked(id);
+  if (!s) return 0;
+  if (s->pvc_vci) return s->pvc_vci;
+  return svc_label(s->label_gen, id.slot);
+}
+
+VcState VcTable::state(VcId id) const noexcept {
+  const Slot* s = checked(id);
+  return s ? static_cast<VcState>(s->state.load(std::memory_order_relaxed)) : VcState::kInactive;
+}
+
+uint64_t VcTable::owner(VcId id) const noexcept {
+  const Slot* s = checked(id);
+  return s ? s->owner.load(std::memory_order_relaxed) : 0;
+}
+
+VcCounters VcTable::counters(VcId id) const noexcept {
+  VcCounters c;
+  const Slot* s = slot_ptr(id.slot);
+  if (!s || s->gen.load(std::memory_order_relaxed) != id.gen) return c;
+  c.rx_frames = s->rx_frames.load(std::memory_order_relaxed);
+  c.rx_bytes = s->rx_bytes.load(std::memory_order_relaxed);
+  c.tx_frames = s->tx_frames.load(std::memory_order_relaxed);
+  c.tx_bytes = s->tx_bytes.load(std::memory_order_relaxed);
+  c.rx_dropped = s->rx_dropped.load(std::memory_order_relaxed);
+  c.tx_refused = s->tx_refused.load(std::memory_order_relaxed);
+  return c;
+}
+
+VcTable::RxHit VcTable::lookup_rx(uint32_t vci, const MacAddress& src) noexcept {
+  RxHit h;
+  uint32_t idx;
+  if (vci >= kPvcVciLimit) {
+    idx = vci & (kPvcVciLimit - 1);
+  } else {
+    const uint32_t p = vci ? pvc_lookup(vci) : 0;
+    if (p == 0) {
+      h.miss = RxMiss::kUnknownVci;
+      return h;
+    }
+    idx = p - 1;
+  }
+  Slot* s = slot_ptr(idx);
+  if (!s || s->rx_vci.load(std::memory_order_acquire) != vci) {
+    h.miss = RxMiss::kUnknownVci;
+    return h;
+  }
+  if (s->state.load(std::memory_order_acquire) != static_cast<uint8_t>(VcState::kActive)) {
+    h.miss = RxMiss::kNotActivated;
+    return h;
+  }
+  const Params p = read_params(*s);
+  if (!p.receive) {
+    h.miss = RxMiss::kNotActivated;
+    return h;
+  }
+  if (p.peer != src) {
+    h.miss = RxMiss::kForeign;
+    return h;
+  }
+  // Counted before this thread's next quiescent point, so a deactivation
+  // that waited for the grace period sees it.
+  s->rx_outstanding.fetch_add(1, std::memory_order_relaxed);
+  h.id = VcId{idx, s->gen.load(std::memory_order_relaxed)};
+  h.owner = s->owner.load(std::memory_order_relaxed);
+  return h;
+}
+
+void VcTable::rx_delivered(VcId id, uint64_t bytes) noexcept {
+  if (Slot* s = slot_ptr(id.slot)) {
+    s->rx_frames.fetch_add(1, std::memory_order_relaxed);
+    s->rx_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  }
+}
+
+void VcTable::rx_dropped(VcId id) noexcept {
+  if (Slot* s = slot_ptr(id.slot)) {
+    s->rx_dropped.fetch_add(1, std::memory_order_relaxed);
+    s->rx_outstanding.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+void VcTable::rx_returned(VcId id, uint32_t n) noexcept {
+  if (Slot* s = slot_ptr(id.slot)) s->rx_outstanding.fetch_sub(n, std::memory_order_release);
+}
+
+VcTable::TxGrant VcTable::begin_tx(VcId id) noexcept {
+  TxGrant g;
+  Slot* s = slot_ptr(id.slot);
+  if (!s || s->gen.load(std::memory_order_seq_cst) != id.gen) {
+    g.status = Status::kFailure;
+    return g;
+  }
+  // Dekker with deactivate(): raise the count, then look at the state.
+  s->tx_inflight.fetch_add(1, std::memory_order_seq_cst);
+  const uint8_t st = s->state.load(std::memory_order_seq_cst);
+  // Re-check the handle: the slot may have been deleted and reused between
+  // the first check and the increment.
+  if (s->gen.load(std::memory_order_seq_cst) != id.gen) {
+    s->tx_inflight.fetch_sub(1, std::memory_order_release);
+    g.status = Status::kFailure;
+    return g;
+  }
+  if (st != static_cast<uint8_t>(VcState::kActive)) {
+    s->tx_inflight.fetch_sub(1, std::memory_order_release);
+    s->tx_refused.fetch_add(1, std::memory_order_relaxed);
+    g.status = Status::kVcNotActivated;  // R72
+    return g;
+  }
+  const Params p = read_params(*s);
+  if (!p.transmit) {
+    s->tx_inflight.fetch_sub(1, std::memory_order_release);
+    s->tx_refused.fetch_add(1, std::memory_order_relaxed);
+    g.status = Status::kNotSupported;
+    return g;
+  }
+  g.peer = p.peer;
+  g.tx_vci = p.tx_vci;
+  g.max_sdu = p.max_sdu;
+  return g;
+}
+
+void VcTable::end_tx(VcId id, uint64_t bytes, bool sent) noexcept {
+  Slot* s = slot_ptr(id.slot);
+  if (!s) return;
+  if (sent) {
+    s->tx_frames.fetch_add(1, std::memory_order_relaxed);
+    s->tx_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  } else {
+    s->tx_refused.fetch_add(1, std::memory_order_relaxed);
+  }
+  s->tx_inflight.fetch_sub(1, std::memory_order_release);
+}
+
+}  // namespace miniport
