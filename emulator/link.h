@@ -73,6 +73,9 @@ class Link {
   // The largest Ethernet payload (frame length minus the 14-byte header).
   [[nodiscard]] virtual uint32_t mtu() const = 0;
 
+  // An fd that polls readable when frames may be waiting (for epoll loops).
+  [[nodiscard]] virtual int rx_fd() const noexcept = 0;
+
   // Records every frame sent (as handed to send_burst, before impairments) and
   // received (as read). nullptr stops recording. The recorder must outlive
   // its use here.

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <deque>
 #include <mutex>
 #include <vector>
 
@@ -14,28 +13,73 @@
 
 namespace emulator {
 
+// One direction: a byte ring of length-prefixed frames carved once, so the
+// bypass path copies bytes and never allocates.
 struct MemLink::Channel {
   std::mutex mu;
-  std::deque<std::vector<uint8_t>> queue;
+  std::vector<uint8_t> ring;  // records: u32 length, bytes, padded to 4
+  uint64_t wpos = 0, rpos = 0;  // free-running byte positions
+  uint32_t frames = 0;
+  uint32_t capacity = 0;        // frame limit
   std::optional<Impairer> impairer;  // empty = bypass
   ImpairmentCounters retired;        // counters of impairers replaced earlier
-  UniqueFd ready;                    // eventfd: 1 while queue is not empty
-  uint32_t capacity = 0;
+  uint64_t overflow = 0;             // released impaired copies that found the ring full
+  UniqueFd ready;                    // eventfd: readable while frames wait
   bool signalled = false;
 
-  // Callers hold mu.
-  void push(std::span<const uint8_t> f) {
-    queue.emplace_back(f.begin(), f.end());
+  static constexpr uint32_t kSkip = 0xFFFFFFFF;
+  static size_t rounded(size_t n) { return (n + 3) & ~size_t{3}; }
+
+  // Callers hold mu. False when the frame does not fit now.
+  bool push(std::span<const uint8_t> f) {
+    const size_t size = ring.size();
+    const size_t need = 4 + rounded(f.size());
+    size_t at = wpos % size;
+    const size_t tail_room = size - at;
+    const size_t pad = tail_room < need ? tail_room : 0;  // skip to the start
+    if (frames >= capacity || size - (wpos - rpos) < pad + need) return false;
+    if (pad) {
+      const uint32_t skip = kSkip;
+      std::memcpy(&ring[at], &skip, 4);
+      wpos += pad;
+      at = 0;
+    }
+    const auto len = static_cast<uint32_t>(f.size());
+    std::memcpy(&ring[at], &len, 4);
+    std::memcpy(&ring[at + 4], f.data(), f.size());
+    wpos += need;
+    ++frames;
     if (!signalled) {
       uint64_t one = 1;
       [[maybe_unused]] ssize_t n = ::write(ready.get(), &one, sizeof one);
       signalled = true;
     }
+    return true;
+  }
+  // Callers hold mu and checked frames > 0. Copies into out (cut to fit);
+  // returns the frame's full length.
+  size_t pop(std::span<uint8_t> out, size_t& copied) {
+    size_t at = rpos % ring.size();
+    uint32_t len;
+    std::memcpy(&len, &ring[at], 4);
+    if (len == kSkip) {
+      rpos += ring.size() - at;
+      at = 0;
+      std::memcpy(&len, &ring[at], 4);
+    }
+    copied = std::min<size_t>(len, out.size());
+    std::memcpy(out.data(), &ring[at + 4], copied);
+    rpos += 4 + rounded(len);
+    --frames;
+    return len;
   }
   void release_due(Time now) {
-    if (impairer) impairer->release(now, [&](std::span<const uint8_t> f) { push(f); });
+    if (impairer)
+      impairer->release(now, [&](std::span<const uint8_t> f) {
+        if (!push(f)) ++overflow;
+      });
   }
-  size_t in_flight() const { return queue.size() + (impairer ? impairer->pending() : 0); }
+  size_t in_flight() const { return frames + (impairer ? impairer->pending() : 0); }
 };
 
 MemLink::MemLink(std::shared_ptr<Channel> tx, std::shared_ptr<Channel> rx, uint32_t mtu)
@@ -58,6 +102,11 @@ Result<std::pair<std::unique_ptr<MemLink>, std::unique_ptr<MemLink>>> MemLink::m
   ab->ready = COEMU_TRY(UniqueFd::eventfd());
   ba->ready = COEMU_TRY(UniqueFd::eventfd());
   ab->capacity = ba->capacity = opts.capacity;
+  // Room for the frame limit at a typical size, and always for a few of the
+  // largest frames.
+  const size_t bytes = std::max<size_t>(opts.bytes, 4 * (size_t{opts.mtu} + 14 + 8));
+  ab->ring.resize(bytes);
+  ba->ring.resize(bytes);
   std::unique_ptr<MemLink> a(new MemLink(ab, ba, opts.mtu));
   std::unique_ptr<MemLink> b(new MemLink(ba, ab, opts.mtu));
   return std::make_pair(std::move(a), std::move(b));
@@ -75,15 +124,19 @@ Result<size_t> MemLink::send_burst(std::span<const std::span<const uint8_t>> fra
       if (n) break;
       return miniport::fail(Status::kInvalidLength);
     }
-    if (tx_->in_flight() >= tx_->capacity) {
-      ++counters_.tx_backpressure;
-      break;
-    }
-    if (recorder_) recorder_->record(f);
     if (tx_->impairer) {
+      if (tx_->in_flight() >= tx_->capacity) {
+        ++counters_.tx_backpressure;
+        break;
+      }
+      if (recorder_) recorder_->record(f);
       tx_->impairer->submit(f, now);
     } else {
-      tx_->push(f);
+      if (!tx_->push(f)) {
+        ++counters_.tx_backpressure;
+        break;
+      }
+      if (recorder_) recorder_->record(f);
     }
     ++counters_.tx_frames;
     counters_.tx_bytes += f.size();
@@ -97,21 +150,19 @@ Result<size_t> MemLink::recv_burst(std::span<RxFrame> slots) {
   std::lock_guard lock(rx_->mu);
   rx_->release_due(steady_now());
   size_t n = 0;
-  while (n < slots.size() && !rx_->queue.empty()) {
-    auto& f = rx_->queue.front();
+  while (n < slots.size() && rx_->frames > 0) {
     RxFrame& s = slots[n];
-    const size_t len = std::min(f.size(), s.buf.size());
-    std::memcpy(s.buf.data(), f.data(), len);
-    s.len = len;
-    s.truncated = len < f.size();
+    size_t copied = 0;
+    const size_t full = rx_->pop(s.buf, copied);
+    s.len = copied;
+    s.truncated = copied < full;
     if (s.truncated) ++counters_.rx_truncated;
-    if (recorder_) recorder_->record(std::span<const uint8_t>(f));
+    if (recorder_) recorder_->record(std::span<const uint8_t>(s.buf.data(), copied));
     ++counters_.rx_frames;
-    counters_.rx_bytes += f.size();
-    rx_->queue.pop_front();
+    counters_.rx_bytes += full;
     ++n;
   }
-  if (rx_->queue.empty() && rx_->signalled) {
+  if (rx_->frames == 0 && rx_->signalled) {
     uint64_t v;
     [[maybe_unused]] ssize_t r = ::read(rx_->ready.get(), &v, sizeof v);
     rx_->signalled = false;
@@ -127,7 +178,7 @@ Result<bool> MemLink::wait_readable(miniport::Duration timeout) {
     {
       std::lock_guard lock(rx_->mu);
       rx_->release_due(now);
-      if (!rx_->queue.empty()) return true;
+      if (rx_->frames > 0) return true;
       if (rx_->impairer) {
         if (auto d = rx_->impairer->next_deadline(); d && *d < wake) wake = *d;
       }
@@ -156,7 +207,9 @@ Result<void> MemLink::set_impairment(const ImpairmentConfig& cfg) {
   if (tx_->impairer) {
     // Frames already held keep their fate: move them to the queue as they
     // fall due by releasing everything now (ordering is kept).
-    tx_->impairer->release(Time::max(), [&](std::span<const uint8_t> f) { tx_->push(f); });
+    tx_->impairer->release(Time::max(), [&](std::span<const uint8_t> f) {
+      if (!tx_->push(f)) ++tx_->overflow;
+    });
     tx_->retired = (tx_->retired + tx_->impairer->counters());
     tx_->impairer.reset();
   }
@@ -166,9 +219,11 @@ Result<void> MemLink::set_impairment(const ImpairmentConfig& cfg) {
 
 ImpairmentCounters MemLink::impairment_counters() const {
   std::lock_guard lock(tx_->mu);
-  return tx_->impairer ? (tx_->retired + tx_->impairer->counters()) : tx_->retired;
+  ImpairmentCounters c = tx_->impairer ? (tx_->retired + tx_->impairer->counters()) : tx_->retired;
+  c.dropped_queue += tx_->overflow;  // duplicates released into a full ring
+  return c;
 }
 
-int MemLink::readable_fd() const noexcept { return rx_->ready.get(); }
+int MemLink::rx_fd() const noexcept { return rx_->ready.get(); }
 
 }  // namespace emulator

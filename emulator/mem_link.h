@@ -7,9 +7,11 @@
 //   (void)a->send_burst(frames);
 //   (void)b->recv_burst(slots);
 //
-// Each direction is a bounded queue (capacity frames) guarded by a mutex; a
-// full queue is back-pressure (send_burst takes fewer), never a silent drop.
-// Readiness is an eventfd, so a MemLink can sit in an epoll loop like a TAP.
+// Each direction is a bounded byte ring carved at creation and guarded by a
+// mutex, so sending and receiving allocate nothing; a full ring is
+// back-pressure (send_burst takes fewer), never a silent drop. Readiness is an
+// eventfd, so a MemLink can sit in an epoll loop like a TAP. (This is the
+// stand-in wire; the lock-free rings live in the miniport and the data path.)
 #pragma once
 
 #include <memory>
@@ -21,7 +23,8 @@ namespace emulator {
 
 struct MemLinkOptions {
   uint32_t mtu = 1500;
-  uint32_t capacity = 4096;  // frames queued per direction before back-pressure
+  uint32_t capacity = 4096;    // frames queued per direction before back-pressure
+  size_t bytes = 8u << 20;     // bytes queued per direction (raised to hold 4 MTU frames)
 };
 
 class MemLink final : public Link {
@@ -43,9 +46,8 @@ class MemLink final : public Link {
   [[nodiscard]] ImpairmentCounters impairment_counters() const override;
   [[nodiscard]] uint32_t mtu() const override { return mtu_; }
 
-  // The fd that turns readable when frames wait to be received (level: it is
-  // cleared when the queue is drained).
-  [[nodiscard]] int readable_fd() const noexcept;
+  // Readable while frames wait to be received (cleared when drained).
+  [[nodiscard]] int rx_fd() const noexcept override;
 
   struct Channel;  // one direction: queue, impairer, eventfd
 

@@ -59,6 +59,7 @@ class TapDevice final : public Link {
   // The MTU read from the device (refresh_mtu() after changing it).
   [[nodiscard]] uint32_t mtu() const override { return mtu_; }
   [[nodiscard]] Result<uint32_t> refresh_mtu();
+  [[nodiscard]] int rx_fd() const noexcept override { return fds_[0].get(); }
 
  private:
   TapDevice() = default;

@@ -118,6 +118,12 @@ void Miniport::complete_tx(VcId vc, size_t frame_len, bool sent) noexcept {
   vcs_.end_tx(vc, frame_len, sent);
 }
 
+void Miniport::cancel_tx(VcId vc, size_t frame_len) noexcept {
+  c_.tx_outstanding.fetch_sub(1, std::memory_order_relaxed);
+  c_.tx_outstanding_bytes.fetch_sub(static_cast<int64_t>(frame_len), std::memory_order_relaxed);
+  vcs_.cancel_tx(vc);
+}
+
 std::optional<StatusIndication> Miniport::on_carrier(bool up) noexcept {
   if (link_up_.exchange(up, std::memory_order_relaxed) == up) return std::nullopt;
   return StatusIndication{Indication::kLinkState, up, up ? cfg_.link_speed_bps : 0};

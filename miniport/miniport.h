@@ -128,8 +128,11 @@ class Miniport {
   // for a receive-only VC, kInvalidLength for a payload over the VC's max SDU
   // or the link MTU, kBufferTooShort when buf cannot hold the padded frame.
   [[nodiscard]] Result<size_t> frame_tx(VcId vc, std::span<uint8_t> buf, size_t payload_len) noexcept;
-  // After the frame left (sent) or could not be queued or written (!sent).
+  // After the frame left (sent) or could not be written (!sent, tx_errors).
   void complete_tx(VcId vc, size_t frame_len, bool sent) noexcept;
+  // Undoes frame_tx() for a frame that was never queued (the send ring was
+  // full): the caller keeps the packet, nothing is counted as sent or failed.
+  void cancel_tx(VcId vc, size_t frame_len) noexcept;
   void count_tx_ring_full() noexcept { c_.tx_ring_full.fetch_add(1, std::memory_order_relaxed); }
   void count_tx_pool_empty() noexcept { c_.tx_pool_empty.fetch_add(1, std::memory_order_relaxed); }
 

@@ -374,3 +374,11 @@ void VcTable::end_tx(VcId id, uint64_t bytes, bool sent) noexcept {
 }
 
 }  // namespace miniport
+
+namespace miniport {
+
+void VcTable::cancel_tx(VcId id) noexcept {
+  if (Slot* s = slot_ptr(id.slot)) s->tx_inflight.fetch_sub(1, std::memory_order_release);
+}
+
+}  // namespace miniport

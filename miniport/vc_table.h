@@ -144,6 +144,8 @@ class VcTable {
   // end_tx() is called for it. R72: an inactive VC yields kVcNotActivated.
   [[nodiscard]] TxGrant begin_tx(VcId id) noexcept;
   void end_tx(VcId id, uint64_t bytes, bool sent) noexcept;
+  // Ends a begun send that never left the node, counting nothing.
+  void cancel_tx(VcId id) noexcept;
 
  private:
   struct Slot;

@@ -1,0 +1,344 @@
+#include "emulator/data_path.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "emulator/clock.h"
+
+namespace emulator {
+
+using miniport::kFramePayloadOffset;
+using miniport::RxKind;
+
+RxPacket& RxPacket::operator=(RxPacket&& o) noexcept {
+  if (this != &o) {
+    release();
+    buf_ = std::move(o.buf_);
+    table_ = std::exchange(o.table_, nullptr);
+    vc_ = o.vc_;
+    owner_ = o.owner_;
+    off_ = o.off_;
+    len_ = o.len_;
+  }
+  return *this;
+}
+
+void RxPacket::release() noexcept {
+  buf_.reset();
+  // After the buffer: a deactivation that sees the receive returned may
+  // finish, and by then the buffer is back in the pool.
+  if (table_) std::exchange(table_, nullptr)->rx_returned(vc_);
+}
+
+DataPath::DataPath(Link& link, miniport::Miniport& mp, DataPathHandler& h, const DataPathOptions& o)
+    : link_(link), mp_(mp), h_(h), opts_(o) {}
+
+Result<std::unique_ptr<DataPath>> DataPath::start(Link& link, miniport::Miniport& mp, DataPathHandler& h,
+                                                  const DataPathOptions& o) {
+  if (o.batch == 0 || o.batch > kMaxBatch) {
+    set_last_error("data path batch must be within 1..64");
+    return miniport::fail(Status::kInvalidData);
+  }
+  if (o.tx_ring < 2 || o.pool_buffers < 2 * o.batch) {
+    set_last_error("data path needs a send ring of 2+ slots and a pool of at least 2 batches");
+    return miniport::fail(Status::kInvalidData);
+  }
+  std::unique_ptr<DataPath> dp(new DataPath(link, mp, h, o));
+  uint32_t size = o.buffer_size ? o.buffer_size : link.mtu() + 14;
+  size = (size + 63) & ~63u;
+  if (size < link.mtu() + 14) {
+    set_last_error("data path buffers of " + std::to_string(size) + " bytes cannot hold an MTU frame");
+    return miniport::fail(Status::kInvalidData);
+  }
+  auto pool = miniport::PacketPool::create({.buffers = o.pool_buffers, .buffer_size = size});
+  if (!pool) {
+    set_last_error("cannot carve the packet pool");
+    return miniport::fail(pool.error());
+  }
+  dp->pool_ = std::move(*pool);
+  dp->tx_ring_ = std::make_unique<miniport::MpscRing<TxItem>>(o.tx_ring);
+  dp->scratch_.resize(size);
+  dp->wake_fd_ = COEMU_TRY(UniqueFd::eventfd());
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return miniport::fail(record_errno("epoll_create1", errno));
+  dp->epoll_.reset(ep);
+  auto add = [&](int fd, uint64_t tag) -> Result<void> {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag;
+    if (::epoll_ctl(dp->epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
+      return miniport::fail(record_errno("epoll_ctl", errno));
+    return {};
+  };
+  COEMU_TRY(add(link.rx_fd(), 0));
+  COEMU_TRY(add(dp->wake_fd_.get(), 1));
+  if (o.link_events) COEMU_TRY(add(o.link_events->fd(), 2));
+  dp->reader_ = mp.vcs().qsbr().register_reader();
+  if (dp->reader_ >= miniport::Qsbr::kMaxReaders) {
+    set_last_error("too many I/O threads on one miniport");
+    return miniport::fail(Status::kResources);
+  }
+  dp->thread_ = std::jthread([p = dp.get()] { p->run(); });
+  return dp;
+}
+
+DataPath::~DataPath() { stop(); }
+
+void DataPath::stop() {
+  if (!thread_.joinable()) return;
+  stop_.store(true, std::memory_order_seq_cst);
+  wake();
+  thread_.join();
+  // Whatever is still queued never reaches the wire.
+  complete(std::span(tx_items_).first(tx_pending_), /*abort=*/true);
+  tx_pending_ = 0;
+  for (;;) {
+    const size_t n = tx_ring_->pop_burst(std::span(tx_items_));
+    if (n == 0) break;
+    complete(std::span(tx_items_).first(n), /*abort=*/true);
+  }
+}
+
+BufRef DataPath::alloc() noexcept { return pool_->try_get(); }
+
+uint32_t DataPath::max_payload() const noexcept {
+  return std::min<uint32_t>(mp_.max_payload(), pool_->buffer_size() - kFramePayloadOffset);
+}
+
+void DataPath::wake() noexcept {
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
+}
+
+size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
+  size_t taken = 0;
+  std::array<TxItem, kMaxBatch> items;
+  while (taken < packets.size()) {
+    size_t chunk = std::min<size_t>(packets.size() - taken, kMaxBatch);
+    // An empty buffer ends the batch: there is nothing to send or to free.
+    bool hit_empty = false;
+    for (size_t i = 0; i < chunk; ++i)
+      if (!packets[taken + i].buf) {
+        chunk = i;
+        hit_empty = true;
+        break;
+      }
+    if (chunk == 0) break;
+    for (size_t i = 0; i < chunk; ++i) {
+      TxPacket& p = packets[taken + i];
+      TxItem& it = items[i];
+      it.vc = vc;
+      it.cookie = p.cookie;
+      auto n = mp_.frame_tx(vc, std::span(p.buf.data(), p.buf.capacity()), p.buf.size());
+      if (n) {
+        it.len = static_cast<uint32_t>(*n);
+        it.status = Status::kSuccess;
+      } else {
+        // R72 and friends: taken, never on the wire, completed with the reason.
+        it.len = 0;
+        it.status = n.error();
+      }
+      it.buf = p.buf.release();
+    }
+    const size_t pushed = tx_ring_->push_burst(std::span(items).first(chunk));
+    for (size_t i = pushed; i < chunk; ++i) {
+      // Ring full: undo, and hand the packet back to the caller untouched.
+      TxItem& it = items[i];
+      if (it.status == Status::kSuccess) mp_.cancel_tx(it.vc, it.len);
+      packets[taken + i].buf = pool_->adopt(it.buf, packets[taken + i].buf.size());
+    }
+    if (pushed) {
+      // Dekker with the I/O thread's sleep: publish, then look whether it sleeps.
+      pushed_.fetch_add(pushed, std::memory_order_seq_cst);
+      if (sleeping_.load(std::memory_order_seq_cst)) wake();
+    }
+    taken += pushed;
+    if (pushed < chunk) {
+      mp_.count_tx_ring_full();
+      break;
+    }
+    if (hit_empty) break;
+  }
+  return taken;
+}
+
+void DataPath::complete(std::span<TxItem> items, bool abort) noexcept {
+  size_t n = 0;
+  for (TxItem& it : items) {
+    Status st = it.status;
+    if (st == Status::kSuccess) {
+      if (abort) {
+        mp_.cancel_tx(it.vc, it.len);  // never reached the wire (R71: REQUEST_ABORTED)
+        st = Status::kRequestAborted;
+      } else {
+        mp_.complete_tx(it.vc, it.len, true);
+      }
+    }
+    { BufRef back = pool_->adopt(it.buf); }  // the buffer goes home
+    completions_[n++] = TxCompletion{it.vc, it.cookie, st};
+    if (n == completions_.size()) {
+      h_.on_send_complete(std::span(completions_).first(n));
+      n = 0;
+    }
+  }
+  if (n) h_.on_send_complete(std::span(completions_).first(n));
+}
+
+bool DataPath::do_tx() noexcept {
+  if (tx_pending_ < opts_.batch) {
+    const size_t n = tx_ring_->pop_burst(std::span(tx_items_).subspan(tx_pending_, opts_.batch - tx_pending_));
+    popped_ += n;
+    tx_pending_ += static_cast<uint32_t>(n);
+  }
+  if (tx_pending_ == 0) return false;
+  // Items refused before the wire complete at once; the rest go in one burst.
+  uint32_t wire = 0;
+  for (uint32_t i = 0; i < tx_pending_; ++i) {
+    const TxItem& it = tx_items_[i];
+    if (it.status == Status::kSuccess) tx_spans_[wire++] = {pool_->buffer(it.buf), it.len};
+  }
+  size_t sent = 0;
+  if (wire) {
+    auto r = link_.send_burst(std::span(tx_spans_).first(wire));
+    if (r) {
+      sent = *r;
+      if (sent < wire) link_backpressure_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      // The device is gone or refused the burst: fail it rather than retry
+      // for ever; each frame is counted as a transmit error.
+      for (uint32_t i = 0; i < tx_pending_; ++i) {
+        TxItem& it = tx_items_[i];
+        if (it.status != Status::kSuccess) continue;
+        mp_.complete_tx(it.vc, it.len, false);
+        it.status = r.error();
+      }
+    }
+  }
+  tx_batches_.fetch_add(1, std::memory_order_relaxed);
+  // Complete the refused items and the first `sent` wire items; keep the
+  // other wire items, in order, for the next round (back-pressure, no loss).
+  uint32_t done = 0, kept = 0, wire_seen = 0;
+  std::array<TxItem, kMaxBatch> keep;
+  std::array<TxItem, kMaxBatch> finished;
+  for (uint32_t i = 0; i < tx_pending_; ++i) {
+    TxItem& it = tx_items_[i];
+    if (it.status == Status::kSuccess && wire_seen++ >= sent) keep[kept++] = it;
+    else finished[done++] = it;
+  }
+  complete(std::span(finished).first(done), /*abort=*/false);
+  std::copy_n(keep.begin(), kept, tx_items_.begin());
+  tx_pending_ = kept;
+  return true;
+}
+
+bool DataPath::do_rx() noexcept {
+  const uint32_t want = opts_.batch;
+  const size_t got_bufs = pool_->get_burst(std::span(rx_bufs_).first(want));
+  const size_t slots = got_bufs ? got_bufs : 1;
+  for (size_t i = 0; i < slots; ++i) {
+    if (got_bufs) rx_slots_[i] = RxFrame{{rx_bufs_[i].data(), rx_bufs_[i].capacity()}};
+    else rx_slots_[i] = RxFrame{{scratch_.data(), scratch_.size()}};  // pool empty: read to drop
+  }
+  auto r = link_.recv_burst(std::span(rx_slots_).first(slots));
+  const size_t n = r ? *r : 0;
+  size_t out = 0;
+  for (size_t i = 0; i < n; ++i) {
+    std::span<const uint8_t> frame(rx_slots_[i].buf.data(), rx_slots_[i].len);
+    const miniport::RxVerdict v = mp_.classify(frame);
+    switch (v.kind) {
+      case RxKind::kSig: h_.on_signaling(frame); break;
+      case RxKind::kDrop: break;
+      case RxKind::kData:
+        if (!got_bufs) {
+          mp_.rx_drop_after_lookup(v, /*pool_empty=*/true);
+          break;
+        }
+        mp_.rx_handed_over(v);
+        RxPacket& p = rx_packets_[out++];
+        p.buf_ = std::move(rx_bufs_[i]);
+        p.buf_.set_size(static_cast<uint32_t>(frame.size()));
+        p.table_ = &mp_.vcs();
+        p.vc_ = v.hit.id;
+        p.owner_ = v.hit.owner;
+        p.off_ = v.payload_off;
+        p.len_ = v.payload_len;
+        break;
+    }
+  }
+  // Unused buffers go back (they stay in rx_bufs_ otherwise: reset them).
+  for (size_t i = 0; i < got_bufs; ++i) rx_bufs_[i].reset();
+  if (out) {
+    h_.on_receive(std::span(rx_packets_).first(out));
+    for (size_t i = 0; i < out; ++i) rx_packets_[i].release();
+  }
+  if (n) rx_batches_.fetch_add(1, std::memory_order_relaxed);
+  return n > 0;
+}
+
+void DataPath::do_events() noexcept {
+  if (!opts_.link_events) return;
+  auto evs = opts_.link_events->poll(std::chrono::nanoseconds(0));
+  if (!evs) return;
+  for (const LinkEvent& e : *evs) {
+    if (e.name != opts_.ifname) continue;
+    if (auto ind = mp_.on_carrier(e.up && e.carrier)) h_.on_status(*ind);
+  }
+}
+
+void DataPath::indicate_carrier(bool up) {
+  if (auto ind = mp_.on_carrier(up)) h_.on_status(*ind);
+}
+
+void DataPath::run() noexcept {
+  auto& qsbr = mp_.vcs().qsbr();
+  qsbr.online(reader_);
+  epoll_event evs[4];
+  while (!stop_.load(std::memory_order_acquire)) {
+    loops_.fetch_add(1, std::memory_order_relaxed);
+    bool busy = do_tx();
+    busy |= do_rx();
+    if (auto d = link_.next_deadline(); d && *d <= steady_now()) link_.flush_due();
+    qsbr.quiescent(reader_);  // no VC pointer is held past here
+    if (busy || opts_.busy_poll) {
+      if (opts_.link_events && !busy) do_events();
+      continue;
+    }
+    // Going to sleep: announce it, then look once more for sends published
+    // before the announcement (Dekker with send()).
+    sleeping_.store(true, std::memory_order_seq_cst);
+    if (pushed_.load(std::memory_order_seq_cst) != popped_ || tx_pending_) {
+      sleeping_.store(false, std::memory_order_relaxed);
+      continue;
+    }
+    int timeout = -1;
+    if (auto d = link_.next_deadline()) {
+      const auto left = *d - steady_now();
+      timeout = left.count() <= 0 ? 0 : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    }
+    qsbr.offline(reader_);
+    sleeps_.fetch_add(1, std::memory_order_relaxed);
+    const int n = ::epoll_wait(epoll_.get(), evs, 4, timeout);
+    sleeping_.store(false, std::memory_order_relaxed);
+    qsbr.online(reader_);
+    for (int i = 0; i < n; ++i) {
+      if (evs[i].data.u64 == 1) {
+        uint64_t v;
+        [[maybe_unused]] ssize_t r = ::read(wake_fd_.get(), &v, sizeof v);
+      } else if (evs[i].data.u64 == 2) {
+        do_events();
+      }
+    }
+  }
+  qsbr.offline(reader_);
+}
+
+DataPathCounters DataPath::counters() const noexcept {
+  return {loops_.load(std::memory_order_relaxed), sleeps_.load(std::memory_order_relaxed),
+          tx_batches_.load(std::memory_order_relaxed), rx_batches_.load(std::memory_order_relaxed),
+          link_backpressure_.load(std::memory_order_relaxed)};
+}
+
+}  // namespace emulator

@@ -1,0 +1,187 @@
+// DataPath: the I/O engine that drives a Miniport over a Link. One I/O thread
+// reads frames in batches into pool buffers, sorts them (SIG up unparsed, DATA
+// to its VC's owner, the rest counted), drains the lock-free send ring and
+// writes in batches, and turns carrier changes into status indications.
+//
+//   DataPath::start(link, miniport, handler, {});
+//   TxPacket p{dp->alloc(), cookie};                       // any thread
+//   std::memcpy(p.buf.data() + kFramePayloadOffset, data, n);
+//   p.buf.set_size(n);
+//   size_t taken = dp->send(vc, std::span(&p, 1));         // 0 = ring full: RESOURCES
+//   ... handler.on_send_complete({vc, cookie, SUCCESS})    // I/O thread, later
+//
+// Rules kept (condis-spec section 11): every taken send completes exactly once
+// and asynchronously (R70); a send on an inactive VC is taken, never reaches
+// the wire and completes with VC_NOT_ACTIVATED (R72); receives are indicated
+// in batches and stay the owner's until it drops the RxPacket (R73), which a
+// deactivation waits for (R75); a full send ring is back-pressure reported to
+// the sender, never a silent drop. In steady state nothing here allocates.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "emulator/link.h"
+#include "emulator/link_events.h"
+#include "miniport/miniport.h"
+#include "miniport/packet_pool.h"
+#include "miniport/ring.h"
+
+namespace emulator {
+
+using miniport::BufRef;
+using miniport::VcId;
+
+// A received DATA frame on loan to its VC's owner. Dropping it returns the
+// buffer to the pool and the receive to the VC (NdisReturnNetBufferLists).
+class RxPacket {
+ public:
+  RxPacket() noexcept = default;
+  RxPacket(RxPacket&& o) noexcept { *this = std::move(o); }
+  RxPacket& operator=(RxPacket&& o) noexcept;
+  RxPacket(const RxPacket&) = delete;
+  RxPacket& operator=(const RxPacket&) = delete;
+  ~RxPacket() { release(); }
+
+  [[nodiscard]] std::span<const uint8_t> payload() const noexcept { return {buf_.data() + off_, len_}; }
+  [[nodiscard]] VcId vc() const noexcept { return vc_; }
+  [[nodiscard]] uint64_t owner() const noexcept { return owner_; }
+  [[nodiscard]] explicit operator bool() const noexcept { return static_cast<bool>(buf_); }
+  void release() noexcept;
+
+ private:
+  friend class DataPath;
+  BufRef buf_;
+  miniport::VcTable* table_ = nullptr;
+  VcId vc_;
+  uint64_t owner_ = 0;
+  uint16_t off_ = 0;
+  uint16_t len_ = 0;
+};
+
+// A send: a pool buffer whose payload starts at miniport::kFramePayloadOffset
+// and whose size() is the payload length, plus the caller's cookie.
+struct TxPacket {
+  BufRef buf;
+  uint64_t cookie = 0;
+};
+
+struct TxCompletion {
+  VcId vc;
+  uint64_t cookie = 0;
+  Status status = Status::kSuccess;
+};
+
+// The VC owners' upcalls. They run on the I/O thread and must not block.
+class DataPathHandler {
+ public:
+  virtual ~DataPathHandler() = default;
+  // R73: a batch of receives, possibly for several VCs. Move out the packets
+  // to keep; the rest are returned when this returns.
+  virtual void on_receive(std::span<RxPacket> packets) = 0;
+  // R70: completions, possibly merged across VCs, in no promised order.
+  virtual void on_send_complete(std::span<const TxCompletion> done) = 0;
+  // A SIG frame, unparsed (the call manager's business).
+  virtual void on_signaling(std::span<const uint8_t> frame) { (void)frame; }
+  // R84/R85: link state changes.
+  virtual void on_status(const miniport::StatusIndication& ind) { (void)ind; }
+};
+
+struct DataPathOptions {
+  uint32_t pool_buffers = 8192;
+  uint32_t buffer_size = 0;     // 0 = link MTU + 14, rounded up to 64
+  uint32_t tx_ring = 4096;      // send ring slots (power of two)
+  uint32_t batch = 32;          // frames per read/write batch (1..64)
+  bool busy_poll = false;       // never block: lowest latency, one core spent
+  // Carrier source for a TAP: events for `ifname` become status indications.
+  LinkEventWatcher* link_events = nullptr;
+  std::string ifname = {};
+};
+
+struct DataPathCounters {
+  uint64_t loops = 0;
+  uint64_t sleeps = 0;
+  uint64_t tx_batches = 0;
+  uint64_t rx_batches = 0;
+  uint64_t link_backpressure = 0;  // the link took fewer frames than offered
+};
+
+class DataPath {
+ public:
+  // Starts the I/O thread. Errors: kInvalidData for bad options; kResources
+  // when the pool, rings or epoll cannot be made.
+  [[nodiscard]] static Result<std::unique_ptr<DataPath>> start(Link& link, miniport::Miniport& mp,
+                                                               DataPathHandler& handler, const DataPathOptions& opts);
+  // Stops and joins the I/O thread; sends still queued complete with
+  // REQUEST_ABORTED (on the calling thread).
+  ~DataPath();
+  void stop();
+
+  // A buffer for a send, or an empty BufRef when the pool is exhausted.
+  [[nodiscard]] BufRef alloc() noexcept;
+  [[nodiscard]] uint32_t max_payload() const noexcept;
+  // Any thread. Takes packets from the front and returns how many; each taken
+  // one completes once through on_send_complete. Fewer than given means the
+  // send ring is full (NDIS_STATUS_RESOURCES): the rest stay with the caller.
+  // An empty buffer ends the batch (it and what follows are not taken).
+  size_t send(VcId vc, std::span<TxPacket> packets) noexcept;
+
+  // For links without a carrier source (the memory wire): report link state.
+  void indicate_carrier(bool up);
+
+  [[nodiscard]] const miniport::PacketPool& pool() const noexcept { return *pool_; }
+  [[nodiscard]] DataPathCounters counters() const noexcept;
+
+ private:
+  struct TxItem {
+    uint32_t buf = 0;
+    uint32_t len = 0;  // frame length; 0 when status is not SUCCESS
+    VcId vc;
+    uint64_t cookie = 0;
+    Status status = Status::kSuccess;
+  };
+  static constexpr uint32_t kMaxBatch = 64;
+
+  DataPath(Link& link, miniport::Miniport& mp, DataPathHandler& h, const DataPathOptions& o);
+  void run() noexcept;
+  bool do_tx() noexcept;
+  bool do_rx() noexcept;
+  void do_events() noexcept;
+  // Completes items to the handler; abort = they never reached the wire.
+  void complete(std::span<TxItem> items, bool abort) noexcept;
+  void wake() noexcept;
+
+  Link& link_;
+  miniport::Miniport& mp_;
+  DataPathHandler& h_;
+  DataPathOptions opts_;
+  std::unique_ptr<miniport::PacketPool> pool_;
+  std::unique_ptr<miniport::MpscRing<TxItem>> tx_ring_;
+  UniqueFd epoll_;
+  UniqueFd wake_fd_;
+  uint32_t reader_ = 0;
+
+  // I/O thread state (no allocation after start).
+  std::array<TxItem, kMaxBatch> tx_items_{};
+  uint32_t tx_pending_ = 0;  // items in tx_items_ the link has not taken yet
+  std::array<std::span<const uint8_t>, kMaxBatch> tx_spans_{};
+  std::array<TxCompletion, kMaxBatch> completions_{};
+  std::array<BufRef, kMaxBatch> rx_bufs_{};
+  std::array<RxFrame, kMaxBatch> rx_slots_{};
+  std::array<RxPacket, kMaxBatch> rx_packets_{};
+  std::vector<uint8_t> scratch_;  // receive target when the pool is empty
+  uint64_t popped_ = 0;
+
+  alignas(miniport::kCacheLine) std::atomic<uint64_t> pushed_{0};
+  std::atomic<bool> sleeping_{false};
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> loops_{0}, sleeps_{0}, tx_batches_{0}, rx_batches_{0}, link_backpressure_{0};
+  std::jthread thread_;
+};
+
+}  // namespace emulator
