@@ -60,6 +60,7 @@ Result<std::unique_ptr<DataPath>> DataPath::start(Link& link, miniport::Miniport
   }
   dp->pool_ = std::move(*pool);
   dp->tx_ring_ = std::make_unique<miniport::MpscRing<TxItem>>(o.tx_ring);
+  dp->done_ring_ = std::make_unique<miniport::MpscRing<TxCompletion>>(o.tx_ring);
   dp->scratch_.resize(size);
   dp->wake_fd_ = COEMU_TRY(UniqueFd::eventfd());
   int ep = ::epoll_create1(EPOLL_CLOEXEC);
@@ -100,6 +101,8 @@ void DataPath::stop() {
     if (n == 0) break;
     complete(std::span(tx_items_).first(n), /*abort=*/true);
   }
+  while (deliver_done()) {
+  }
 }
 
 BufRef DataPath::alloc() noexcept { return pool_->try_get(); }
@@ -114,6 +117,11 @@ void DataPath::wake() noexcept {
 }
 
 size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
+  // A full ring refuses at once, before any framing work is done and undone.
+  if (!opts_.inline_tx && tx_ring_->size_approx() >= tx_ring_->capacity()) {
+    mp_.count_tx_ring_full();
+    return 0;
+  }
   size_t taken = 0;
   std::array<TxItem, kMaxBatch> items;
   while (taken < packets.size()) {
@@ -143,16 +151,19 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
       }
       it.buf = p.buf.release();
     }
-    const size_t pushed = tx_ring_->push_burst(std::span(items).first(chunk));
+    const size_t inlined = opts_.inline_tx ? send_inline(std::span(items).first(chunk)) : 0;
+    const size_t queued =
+        inlined < chunk ? tx_ring_->push_burst(std::span(items).subspan(inlined, chunk - inlined)) : 0;
+    const size_t pushed = inlined + queued;
     for (size_t i = pushed; i < chunk; ++i) {
       // Ring full: undo, and hand the packet back to the caller untouched.
       TxItem& it = items[i];
       if (it.status == Status::kSuccess) mp_.cancel_tx(it.vc, it.len);
       packets[taken + i].buf = pool_->adopt(it.buf, packets[taken + i].buf.size());
     }
-    if (pushed) {
+    if (queued) {
       // Dekker with the I/O thread's sleep: publish, then look whether it sleeps.
-      pushed_.fetch_add(pushed, std::memory_order_seq_cst);
+      pushed_.fetch_add(queued, std::memory_order_seq_cst);
       if (sleeping_.load(std::memory_order_seq_cst)) wake();
     }
     taken += pushed;
@@ -163,6 +174,70 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
     if (hit_empty) break;
   }
   return taken;
+}
+
+size_t DataPath::send_inline(std::span<TxItem> items) noexcept {
+  if (!try_lock_tx()) return 0;
+  // Only when nothing is queued ahead: a sender's frames never overtake its
+  // own earlier frames still in the ring or pending in the I/O thread.
+  if (tx_pending_ != 0 || pushed_.load(std::memory_order_acquire) != popped_.load(std::memory_order_acquire)) {
+    unlock_tx();
+    return 0;
+  }
+  std::array<std::span<const uint8_t>, kMaxBatch> spans;
+  uint32_t wire = 0;
+  for (const TxItem& it : items)
+    if (it.status == Status::kSuccess) spans[wire++] = {pool_->buffer(it.buf), it.len};
+  size_t sent = 0;
+  Status err = Status::kSuccess;
+  if (wire) {
+    auto r = link_.send_burst(std::span(spans).first(wire));
+    if (r) sent = *r;
+    else err = r.error(), sent = wire;
+  }
+  unlock_tx();
+  // Settle the prefix up to the last frame the link took; what it refused
+  // (back-pressure) goes to the ring, in order, behind nothing.
+  size_t settled = 0, wire_seen = 0;
+  std::array<TxCompletion, kMaxBatch> done;
+  size_t nd = 0;
+  for (TxItem& it : items) {
+    if (it.status == Status::kSuccess) {
+      if (wire_seen == sent) break;
+      ++wire_seen;
+      if (err == Status::kSuccess) {
+        mp_.complete_tx(it.vc, it.len, true);
+      } else {
+        mp_.complete_tx(it.vc, it.len, false);
+        it.status = err;
+      }
+    }
+    done[nd++] = TxCompletion{it.vc, it.cookie, it.status};
+    { BufRef back = pool_->adopt(it.buf); }
+    ++settled;
+  }
+  // R70: completions are never inline; the I/O thread delivers them.
+  size_t off = 0;
+  while (off < nd) {
+    off += done_ring_->push_burst(std::span(done).subspan(off, nd - off));
+    if (off < nd) {
+      wake();
+      std::this_thread::yield();
+    }
+  }
+  if (nd) {
+    done_pushed_.fetch_add(nd, std::memory_order_seq_cst);
+    if (sleeping_.load(std::memory_order_seq_cst)) wake();
+  }
+  return settled;
+}
+
+bool DataPath::deliver_done() noexcept {
+  const size_t n = done_ring_->pop_burst(std::span(completions_));
+  if (n == 0) return false;
+  done_popped_.fetch_add(n, std::memory_order_relaxed);
+  h_.on_send_complete(std::span(completions_).first(n));
+  return true;
 }
 
 void DataPath::complete(std::span<TxItem> items, bool abort) noexcept {
@@ -188,12 +263,17 @@ void DataPath::complete(std::span<TxItem> items, bool abort) noexcept {
 }
 
 bool DataPath::do_tx() noexcept {
+  // A sender writing inline holds the link; come back on the next round.
+  if (!try_lock_tx()) return true;
   if (tx_pending_ < opts_.batch) {
     const size_t n = tx_ring_->pop_burst(std::span(tx_items_).subspan(tx_pending_, opts_.batch - tx_pending_));
-    popped_ += n;
+    popped_.fetch_add(n, std::memory_order_release);
     tx_pending_ += static_cast<uint32_t>(n);
   }
-  if (tx_pending_ == 0) return false;
+  if (tx_pending_ == 0) {
+    unlock_tx();
+    return false;
+  }
   // Items refused before the wire complete at once; the rest go in one burst.
   uint32_t wire = 0;
   for (uint32_t i = 0; i < tx_pending_; ++i) {
@@ -228,9 +308,10 @@ bool DataPath::do_tx() noexcept {
     if (it.status == Status::kSuccess && wire_seen++ >= sent) keep[kept++] = it;
     else finished[done++] = it;
   }
-  complete(std::span(finished).first(done), /*abort=*/false);
   std::copy_n(keep.begin(), kept, tx_items_.begin());
   tx_pending_ = kept;
+  unlock_tx();
+  complete(std::span(finished).first(done), /*abort=*/false);
   return true;
 }
 
@@ -300,6 +381,7 @@ void DataPath::run() noexcept {
     loops_.fetch_add(1, std::memory_order_relaxed);
     bool busy = do_tx();
     busy |= do_rx();
+    busy |= deliver_done();
     if (auto d = link_.next_deadline(); d && *d <= steady_now()) link_.flush_due();
     qsbr.quiescent(reader_);  // no VC pointer is held past here
     if (busy || opts_.busy_poll) {
@@ -309,7 +391,8 @@ void DataPath::run() noexcept {
     // Going to sleep: announce it, then look once more for sends published
     // before the announcement (Dekker with send()).
     sleeping_.store(true, std::memory_order_seq_cst);
-    if (pushed_.load(std::memory_order_seq_cst) != popped_ || tx_pending_) {
+    if (pushed_.load(std::memory_order_seq_cst) != popped_.load(std::memory_order_relaxed) || tx_pending_ ||
+        done_pushed_.load(std::memory_order_seq_cst) != done_popped_.load(std::memory_order_relaxed)) {
       sleeping_.store(false, std::memory_order_relaxed);
       continue;
     }

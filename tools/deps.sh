@@ -8,6 +8,7 @@ packages=(
   libpcap-dev libnl-3-dev libnl-route-3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libyaml-cpp-dev libexpected-dev
+  liburing-dev libboost-dev
   iproute2 tcpdump tshark
 )
 

@@ -6,6 +6,7 @@
 
 #include "emulator/lab.h"
 #include "emulator/unique_fd.h"
+#include "tools/bench_datapath.h"
 #include "tools/demo.h"
 
 namespace {
@@ -54,6 +55,27 @@ int main(int argc, char** argv) {
   demo_cmd->add_flag("--memory", demo.force_memory, "Use the memory wire even when a lab could be built");
   demo_cmd->add_flag("-j,--json", demo.json, "Print the summary as one JSON object");
 
+  auto* bench_cmd = app.add_subcommand("bench", "Benchmarks, each case beside its baseline from the same run");
+  bench_cmd->require_subcommand(1);
+  tools::BenchDatapathOptions bench;
+  auto* bench_dp = bench_cmd->add_subcommand(
+      "datapath", "Two nodes move DATA frames on a PVC through the engine, over the memory wire and over\n"
+                  "two TAPs on a bridge (root; in a namespace of its own), against a raw one-call-per-frame\n"
+                  "loop on the identical path; then ping-pong round trips.");
+  bench_dp->add_option("--seconds", bench.seconds, "Seconds per throughput case")
+      ->check(CLI::Range(0.05, 600.0))
+      ->capture_default_str();
+  bench_dp->add_option("--sizes", bench.sizes, "Payload sizes in bytes (above 1478 runs on MTU 65521)")
+      ->delimiter(',')
+      ->check(CLI::Range(4u, 65499u));
+  bench_dp->add_option("--links", bench.links, "memory, tap or both")
+      ->check(CLI::IsMember({"memory", "tap", "both"}))
+      ->capture_default_str();
+  bench_dp->add_option("--rounds", bench.rounds, "Ping-pong round trips")->check(CLI::Range(1u, 10'000'000u));
+  bench_dp->add_flag("--busy-poll", bench.busy_poll, "I/O threads spin instead of blocking");
+  bench_dp->add_flag("--inline-tx", bench.inline_tx, "Senders write to the link themselves when nothing is queued");
+  bench_dp->add_flag("-j,--json", bench.json, "One JSON object per case: suite, case, unit, value, baseline, ratio");
+
   auto* lab_cmd = app.add_subcommand("lab", "Build, inspect and remove namespace labs");
   lab_cmd->require_subcommand(1);
   emulator::LabOptions lab_opts;
@@ -86,6 +108,7 @@ int main(int argc, char** argv) {
   }
 
   if (*demo_cmd) return tools::run_demo(demo);
+  if (*bench_dp) return tools::run_bench_datapath(bench);
 
   if (*up) {
     spec.nodes = split_commas(nodes_csv);

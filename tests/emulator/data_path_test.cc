@@ -61,7 +61,18 @@ TEST(DataPath, MillionFramesOverAPvcInOrderEveryByteChecked) {
   EXPECT_EQ(ca.tx_outstanding.load(), 0);
   EXPECT_EQ(r.ma.vcs().counters(r.va).tx_frames, kFrames);
   EXPECT_EQ(r.mb.vcs().counters(r.vb).rx_frames, kFrames);
-  EXPECT_EQ(r.da->pool().available(), r.da->pool().buffers()) << "every buffer came home";
+  EXPECT_TRUE(wait_for([&] { return r.da->pool().available() == r.da->pool().buffers(); }, std::chrono::seconds(10)))
+      << "every buffer came home";
+}
+
+TEST(DataPath, InlineTransmitCarriesEveryFrameInOrder) {
+  Rig r({.inline_tx = true});
+  constexpr uint64_t kFrames = 200'000;
+  std::jthread sender([&] { EXPECT_EQ(coemu_test::send_seq(*r.da, r.va, 0, kFrames), kFrames); });
+  ASSERT_TRUE(wait_for([&] { return r.hb.next_.load() + r.hb.bad_.load() >= kFrames; }));
+  sender.join();
+  EXPECT_EQ(r.hb.bad_.load(), 0u);
+  ASSERT_TRUE(wait_for([&] { return r.ha.ok_.load() == kFrames; }));
 }
 
 TEST(DataPath, R72SendOnInactiveVcCompletesWithVcNotActivated) {
@@ -90,7 +101,7 @@ TEST(DataPath, R75DeactivationWaitsForReceivesTheOwnerHolds) {
     r.mb.vcs().poll_deactivations([&](VcId) { ++done; });
     return done == 1;
   }, std::chrono::seconds(10)));
-  EXPECT_EQ(r.db->pool().available(), r.db->pool().buffers());
+  EXPECT_TRUE(wait_for([&] { return r.db->pool().available() == r.db->pool().buffers(); }, std::chrono::seconds(10)));
 }
 
 TEST(DataPath, FullSendRingIsBackPressureAndNothingIsLost) {
@@ -100,7 +111,7 @@ TEST(DataPath, FullSendRingIsBackPressureAndNothingIsLost) {
   uint64_t taken = 0;
   Checker* ha = nullptr;
   {
-    Rig r({.pool_buffers = 256, .tx_ring = 16, .batch = 8}, {.mtu = 1500, .capacity = 8});
+    Rig r({.pool_buffers = 256, .tx_ring = 16, .batch = 8, .inline_tx = false}, {.mtu = 1500, .capacity = 8});
     r.db->stop();  // B reads nothing from now on
     std::vector<TxPacket> pkts;
     for (int i = 0; i < 200; ++i) {
@@ -122,7 +133,7 @@ TEST(DataPath, FullSendRingIsBackPressureAndNothingIsLost) {
     EXPECT_GT(ha->aborted_.load(), 0u);
     EXPECT_EQ(r.ma.counters().tx_outstanding.load(), 0);
     pkts.clear();
-    EXPECT_EQ(r.da->pool().available(), r.da->pool().buffers());
+    EXPECT_EQ(r.da->pool().available(), r.da->pool().buffers()) << "stopped: nothing holds a buffer";
   }
 }
 

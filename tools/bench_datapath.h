@@ -1,0 +1,33 @@
+// `coemu bench datapath`: two nodes move DATA frames on a PVC through the
+// engine, over the memory wire and over two TAPs on a bridge, each case beside
+// its raw baseline on the identical path measured in the same run.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tools {
+
+struct BenchDatapathOptions {
+  double seconds = 1.0;                      // per throughput case
+  std::vector<uint32_t> sizes = {64, 1500, 65000};  // payload bytes (65000 runs on a jumbo MTU)
+  std::string links = "both";                // memory, tap or both
+  uint32_t rounds = 2000;                    // ping-pong round trips per latency case
+  bool busy_poll = false;
+  bool inline_tx = false;
+  bool json = false;
+};
+
+// One result row: {"suite","case","unit","value","baseline","ratio"}.
+struct BenchRow {
+  std::string suite, name, unit;
+  double value = 0, baseline = 0;
+  double loss = 0, baseline_loss = 0;  // share of frames written but not delivered
+};
+
+// Runs the selected cases, printing progress on stderr and the rows on stdout
+// (a table, or one JSON object per line). Returns the exit code.
+int run_bench_datapath(const BenchDatapathOptions& opts);
+
+}  // namespace tools
