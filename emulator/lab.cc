@@ -173,6 +173,7 @@ Result<void> Lab::build() {
       t.name = n.tap;
       t.netns = &ns.back();
       t.persist = true;
+      t.io = TapIo::kWrite;  // nothing is sent through this fd
       // The fd closes at the end of this block; the device stays (persistent)
       // for the node that attaches to it.
       auto tap = COEMU_TRY(TapDevice::open(t));

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <liburing.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -74,7 +75,51 @@ Result<Opened> open_here(const TapOptions& o) {
 
 }  // namespace
 
+struct TapDevice::Uring {
+  io_uring ring{};
+};
+
+void TapDevice::UringFree::operator()(Uring* u) const noexcept {
+  io_uring_queue_exit(&u->ring);
+  delete u;
+}
+
 TapDevice::~TapDevice() = default;
+
+namespace {
+constexpr unsigned kUringDepth = 64;
+}
+
+Result<size_t> TapDevice::uring_write(std::span<const std::span<const uint8_t>> frames) noexcept {
+  size_t done = 0;
+  while (done < frames.size()) {
+    const size_t n = std::min<size_t>(frames.size() - done, kUringDepth);
+    for (size_t i = 0; i < n; ++i) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&uring_->ring);
+      const auto& f = frames[done + i];
+      // Not a registered (fixed) file: the ring would then hold the TAP open
+      // after close until the kernel tears the ring down, asynchronously, and
+      // a persistent TAP could not be re-attached at once (EBUSY). A TAP write
+      // completes during the submission itself, in order.
+      io_uring_prep_write(sqe, fds_[0].get(), f.data(), static_cast<unsigned>(f.size()), 0);
+      sqe->user_data = i;
+    }
+    int r = io_uring_submit_and_wait(&uring_->ring, static_cast<unsigned>(n));
+    if (r < 0) return miniport::fail(record_errno("io_uring submit on " + name_, -r));
+    size_t ok = 0, seen = 0;
+    io_uring_cqe* cqe;
+    unsigned head;
+    io_uring_for_each_cqe(&uring_->ring, head, cqe) {
+      ++seen;
+      if (cqe->res < 0) ++counters_.tx_errors;
+      else ++ok;
+    }
+    io_uring_cq_advance(&uring_->ring, static_cast<unsigned>(seen));
+    (void)ok;
+    done += n;
+  }
+  return done;
+}
 
 Result<std::unique_ptr<TapDevice>> TapDevice::open(const TapOptions& opts) {
   if (opts.name.empty() || opts.name.size() >= IFNAMSIZ || opts.name.find('/') != std::string::npos ||
@@ -93,6 +138,18 @@ Result<std::unique_ptr<TapDevice>> TapDevice::open(const TapOptions& opts) {
   t->fds_ = std::move(o.fds);
   t->ctl_ = std::move(o.ctl);
   COEMU_TRY(t->refresh_mtu());
+  if (opts.io != TapIo::kWrite) {
+    auto* u = new Uring();
+    const int r = io_uring_queue_init(kUringDepth, &u->ring, 0);
+    if (r != 0) {
+      delete u;
+      if (opts.io == TapIo::kIoUring)
+        return miniport::fail(record_errno("io_uring for " + t->name_ + " (try the write backend)", -r));
+      // kAuto: io_uring refused (seccomp, io_uring_disabled, old kernel): write() it is.
+    } else {
+      t->uring_.reset(u);
+    }
+  }
   return t;
 }
 
@@ -119,6 +176,24 @@ void TapDevice::write_frame(std::span<const uint8_t> f) noexcept {
 }
 
 Result<size_t> TapDevice::send_burst(std::span<const std::span<const uint8_t>> frames) {
+  if (uring_ && !impairer_) {
+    size_t n = 0;
+    for (const auto& f : frames) {
+      if (f.empty() || f.size() > size_t{mtu_} + 14) break;
+      if (recorder_) recorder_->record(f);
+      counters_.tx_bytes += f.size();
+      ++n;
+    }
+    if (n == 0 && !frames.empty()) {
+      set_last_error("frame of " + std::to_string(frames[0].size()) + " bytes does not fit " + name_ +
+                     " (MTU " + std::to_string(mtu_) + ")");
+      return miniport::fail(Status::kInvalidLength);
+    }
+    auto r = uring_write(frames.first(n));
+    if (!r) return r;
+    counters_.tx_frames += *r;
+    return *r;
+  }
   const Time now = impairer_ ? steady_now() : Time(0);
   if (impairer_) impairer_->release(now, [&](std::span<const uint8_t> f) { write_frame(f); });
   size_t n = 0;

@@ -21,6 +21,13 @@
 
 namespace emulator {
 
+// How frames are written: one write() per frame, or io_uring with a whole
+// burst per submission (one syscall per burst; DESIGN.md measured about
+// 0.3 us a frame less).
+// kAuto uses io_uring when the kernel allows it (it is refused under some
+// seccomp profiles) and falls back to write().
+enum class TapIo { kAuto, kWrite, kIoUring };
+
 struct TapOptions {
   std::string name = "coe%d";  // "%d" lets the kernel pick a free number; <= 15 chars
   const Netns* netns = nullptr;  // where the device lives; nullptr = caller's namespace
@@ -28,6 +35,7 @@ struct TapOptions {
   bool carrier_off = false;    // created without carrier (IFF_NO_CARRIER)
   bool attach = false;         // attach to an existing (persistent) TAP of that name
   bool persist = false;        // keep the device after the last fd closes (lab TAPs)
+  TapIo io = TapIo::kAuto;     // transmit backend (receive is one read() per frame)
 };
 
 class TapDevice final : public Link {
@@ -60,6 +68,8 @@ class TapDevice final : public Link {
   [[nodiscard]] uint32_t mtu() const override { return mtu_; }
   [[nodiscard]] Result<uint32_t> refresh_mtu();
   [[nodiscard]] int rx_fd() const noexcept override { return fds_[0].get(); }
+  // The transmit backend in use: TapIo::kWrite or TapIo::kIoUring.
+  [[nodiscard]] TapIo io() const noexcept { return uring_ ? TapIo::kIoUring : TapIo::kWrite; }
 
  private:
   TapDevice() = default;
@@ -72,6 +82,13 @@ class TapDevice final : public Link {
   uint32_t mtu_ = 1500;
   std::optional<Impairer> impairer_;
   ImpairmentCounters retired_;
+  struct Uring;
+  struct UringFree {
+    void operator()(Uring* u) const noexcept;
+  };
+  std::unique_ptr<Uring, UringFree> uring_;
+  // Writes frames (already checked) through io_uring; returns how many left.
+  Result<size_t> uring_write(std::span<const std::span<const uint8_t>> frames) noexcept;
 };
 
 }  // namespace emulator
