@@ -36,6 +36,36 @@ void RxPacket::release() noexcept {
 DataPath::DataPath(Link& link, miniport::Miniport& mp, DataPathHandler& h, const DataPathOptions& o)
     : link_(link), mp_(mp), h_(h), opts_(o) {}
 
+DataPath::Worker::Worker(DataPath& dp, uint32_t q)
+    : dp_(dp), q_(q), link_(dp.link_), mp_(dp.mp_), h_(dp.h_), opts_(dp.opts_), pool_(dp.pool_.get()) {}
+
+Result<void> DataPath::Worker::init() {
+  tx_ring_ = std::make_unique<miniport::MpscRing<TxItem>>(opts_.tx_ring);
+  done_ring_ = std::make_unique<miniport::MpscRing<TxCompletion>>(opts_.tx_ring);
+  scratch_.resize(pool_->buffer_size());
+  wake_fd_ = COEMU_TRY(UniqueFd::eventfd());
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return miniport::fail(record_errno("epoll_create1", errno));
+  epoll_.reset(ep);
+  auto add = [&](int fd, uint64_t tag) -> Result<void> {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return miniport::fail(record_errno("epoll_ctl", errno));
+    return {};
+  };
+  COEMU_TRY(add(link_.rx_fd_on(q_), 0));
+  COEMU_TRY(add(wake_fd_.get(), 1));
+  // Carrier events are the first worker's job.
+  if (q_ == 0 && opts_.link_events) COEMU_TRY(add(opts_.link_events->fd(), 2));
+  reader_ = mp_.vcs().qsbr().register_reader();
+  if (reader_ >= miniport::Qsbr::kMaxReaders) {
+    set_last_error("too many I/O threads on one miniport");
+    return miniport::fail(Status::kResources);
+  }
+  return {};
+}
+
 Result<std::unique_ptr<DataPath>> DataPath::start(Link& link, miniport::Miniport& mp, DataPathHandler& h,
                                                   const DataPathOptions& o) {
   if (o.batch == 0 || o.batch > kMaxBatch) {
@@ -59,40 +89,32 @@ Result<std::unique_ptr<DataPath>> DataPath::start(Link& link, miniport::Miniport
     return miniport::fail(pool.error());
   }
   dp->pool_ = std::move(*pool);
-  dp->tx_ring_ = std::make_unique<miniport::MpscRing<TxItem>>(o.tx_ring);
-  dp->done_ring_ = std::make_unique<miniport::MpscRing<TxCompletion>>(o.tx_ring);
-  dp->scratch_.resize(size);
-  dp->wake_fd_ = COEMU_TRY(UniqueFd::eventfd());
-  int ep = ::epoll_create1(EPOLL_CLOEXEC);
-  if (ep < 0) return miniport::fail(record_errno("epoll_create1", errno));
-  dp->epoll_.reset(ep);
-  auto add = [&](int fd, uint64_t tag) -> Result<void> {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = tag;
-    if (::epoll_ctl(dp->epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
-      return miniport::fail(record_errno("epoll_ctl", errno));
-    return {};
-  };
-  COEMU_TRY(add(link.rx_fd(), 0));
-  COEMU_TRY(add(dp->wake_fd_.get(), 1));
-  if (o.link_events) COEMU_TRY(add(o.link_events->fd(), 2));
-  dp->reader_ = mp.vcs().qsbr().register_reader();
-  if (dp->reader_ >= miniport::Qsbr::kMaxReaders) {
-    set_last_error("too many I/O threads on one miniport");
-    return miniport::fail(Status::kResources);
+  const uint32_t queues = std::max<uint32_t>(1, std::min(link.queues(), kMaxQueues));
+  for (uint32_t q = 0; q < queues; ++q) {
+    dp->workers_.push_back(std::make_unique<Worker>(*dp, q));
+    COEMU_TRY(dp->workers_.back()->init());
   }
-  dp->thread_ = std::jthread([p = dp.get()] { p->run(); });
+  for (auto& w : dp->workers_) w->start();
   return dp;
 }
 
 DataPath::~DataPath() { stop(); }
 
 void DataPath::stop() {
-  if (!thread_.joinable()) return;
+  if (stopped_) return;
+  stopped_ = true;
   stop_.store(true, std::memory_order_seq_cst);
+  for (auto& w : workers_) w->join();
+  for (auto& w : workers_) w->drain_on_stop();
+}
+
+void DataPath::Worker::join() {
+  if (!thread_.joinable()) return;
   wake();
   thread_.join();
+}
+
+void DataPath::Worker::drain_on_stop() noexcept {
   // Whatever is still queued never reaches the wire.
   complete(std::span(tx_items_).first(tx_pending_), /*abort=*/true);
   tx_pending_ = 0;
@@ -111,17 +133,14 @@ uint32_t DataPath::max_payload() const noexcept {
   return std::min<uint32_t>(mp_.max_payload(), pool_->buffer_size() - kFramePayloadOffset);
 }
 
-void DataPath::wake() noexcept {
+void DataPath::Worker::wake() noexcept {
   uint64_t one = 1;
   [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
 }
 
 size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
-  // A full ring refuses at once, before any framing work is done and undone.
-  if (!opts_.inline_tx && tx_ring_->size_approx() >= tx_ring_->capacity()) {
-    mp_.count_tx_ring_full();
-    return 0;
-  }
+  // One worker per VC keeps the VC's frames in order.
+  Worker& w = *workers_[workers_.size() == 1 ? 0 : vc.slot % workers_.size()];
   size_t taken = 0;
   std::array<TxItem, kMaxBatch> items;
   while (taken < packets.size()) {
@@ -151,20 +170,12 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
       }
       it.buf = p.buf.release();
     }
-    const size_t inlined = opts_.inline_tx ? send_inline(std::span(items).first(chunk)) : 0;
-    const size_t queued =
-        inlined < chunk ? tx_ring_->push_burst(std::span(items).subspan(inlined, chunk - inlined)) : 0;
-    const size_t pushed = inlined + queued;
+    const size_t pushed = w.send_items(std::span(items).first(chunk));
     for (size_t i = pushed; i < chunk; ++i) {
       // Ring full: undo, and hand the packet back to the caller untouched.
       TxItem& it = items[i];
       if (it.status == Status::kSuccess) mp_.cancel_tx(it.vc, it.len);
       packets[taken + i].buf = pool_->adopt(it.buf, packets[taken + i].buf.size());
-    }
-    if (queued) {
-      // Dekker with the I/O thread's sleep: publish, then look whether it sleeps.
-      pushed_.fetch_add(queued, std::memory_order_seq_cst);
-      if (sleeping_.load(std::memory_order_seq_cst)) wake();
     }
     taken += pushed;
     if (pushed < chunk) {
@@ -176,7 +187,18 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
   return taken;
 }
 
-size_t DataPath::send_inline(std::span<TxItem> items) noexcept {
+size_t DataPath::Worker::send_items(std::span<TxItem> items) noexcept {
+  const size_t inlined = opts_.inline_tx ? send_inline(items) : 0;
+  const size_t queued = inlined < items.size() ? tx_ring_->push_burst(items.subspan(inlined)) : 0;
+  if (queued) {
+    // Dekker with the I/O thread's sleep: publish, then look whether it sleeps.
+    pushed_.fetch_add(queued, std::memory_order_seq_cst);
+    if (sleeping_.load(std::memory_order_seq_cst)) wake();
+  }
+  return inlined + queued;
+}
+
+size_t DataPath::Worker::send_inline(std::span<TxItem> items) noexcept {
   if (!try_lock_tx()) return 0;
   // Only when nothing is queued ahead: a sender's frames never overtake its
   // own earlier frames still in the ring or pending in the I/O thread.
@@ -191,7 +213,7 @@ size_t DataPath::send_inline(std::span<TxItem> items) noexcept {
   size_t sent = 0;
   Status err = Status::kSuccess;
   if (wire) {
-    auto r = link_.send_burst(std::span(spans).first(wire));
+    auto r = link_.send_burst_on(q_, std::span(spans).first(wire));
     if (r) sent = *r;
     else err = r.error(), sent = wire;
   }
@@ -232,7 +254,7 @@ size_t DataPath::send_inline(std::span<TxItem> items) noexcept {
   return settled;
 }
 
-bool DataPath::deliver_done() noexcept {
+bool DataPath::Worker::deliver_done() noexcept {
   const size_t n = done_ring_->pop_burst(std::span(completions_));
   if (n == 0) return false;
   done_popped_.fetch_add(n, std::memory_order_relaxed);
@@ -240,7 +262,7 @@ bool DataPath::deliver_done() noexcept {
   return true;
 }
 
-void DataPath::complete(std::span<TxItem> items, bool abort) noexcept {
+void DataPath::Worker::complete(std::span<TxItem> items, bool abort) noexcept {
   size_t n = 0;
   for (TxItem& it : items) {
     Status st = it.status;
@@ -262,7 +284,7 @@ void DataPath::complete(std::span<TxItem> items, bool abort) noexcept {
   if (n) h_.on_send_complete(std::span(completions_).first(n));
 }
 
-bool DataPath::do_tx() noexcept {
+bool DataPath::Worker::do_tx() noexcept {
   // A sender writing inline holds the link; come back on the next round.
   if (!try_lock_tx()) return true;
   if (tx_pending_ < opts_.batch) {
@@ -282,7 +304,7 @@ bool DataPath::do_tx() noexcept {
   }
   size_t sent = 0;
   if (wire) {
-    auto r = link_.send_burst(std::span(tx_spans_).first(wire));
+    auto r = link_.send_burst_on(q_, std::span(tx_spans_).first(wire));
     if (r) {
       sent = *r;
       if (sent < wire) link_backpressure_.fetch_add(1, std::memory_order_relaxed);
@@ -315,7 +337,7 @@ bool DataPath::do_tx() noexcept {
   return true;
 }
 
-bool DataPath::do_rx() noexcept {
+bool DataPath::Worker::do_rx() noexcept {
   const uint32_t want = opts_.batch;
   const size_t got_bufs = pool_->get_burst(std::span(rx_bufs_).first(want));
   const size_t slots = got_bufs ? got_bufs : 1;
@@ -323,7 +345,7 @@ bool DataPath::do_rx() noexcept {
     if (got_bufs) rx_slots_[i] = RxFrame{{rx_bufs_[i].data(), rx_bufs_[i].capacity()}};
     else rx_slots_[i] = RxFrame{{scratch_.data(), scratch_.size()}};  // pool empty: read to drop
   }
-  auto r = link_.recv_burst(std::span(rx_slots_).first(slots));
+  auto r = link_.recv_burst_on(q_, std::span(rx_slots_).first(slots));
   const size_t n = r ? *r : 0;
   size_t out = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -359,7 +381,7 @@ bool DataPath::do_rx() noexcept {
   return n > 0;
 }
 
-void DataPath::do_events() noexcept {
+void DataPath::Worker::do_events() noexcept {
   if (!opts_.link_events) return;
   auto evs = opts_.link_events->poll(std::chrono::nanoseconds(0));
   if (!evs) return;
@@ -373,16 +395,17 @@ void DataPath::indicate_carrier(bool up) {
   if (auto ind = mp_.on_carrier(up)) h_.on_status(*ind);
 }
 
-void DataPath::run() noexcept {
+void DataPath::Worker::run() noexcept {
   auto& qsbr = mp_.vcs().qsbr();
   qsbr.online(reader_);
   epoll_event evs[4];
-  while (!stop_.load(std::memory_order_acquire)) {
+  while (!dp_.stop_.load(std::memory_order_acquire)) {
     loops_.fetch_add(1, std::memory_order_relaxed);
     bool busy = do_tx();
     busy |= do_rx();
     busy |= deliver_done();
-    if (auto d = link_.next_deadline(); d && *d <= steady_now()) link_.flush_due();
+    if (q_ == 0)
+      if (auto d = link_.next_deadline(); d && *d <= steady_now()) link_.flush_due();
     qsbr.quiescent(reader_);  // no VC pointer is held past here
     if (busy || opts_.busy_poll) {
       if (opts_.link_events && !busy) do_events();
@@ -397,7 +420,7 @@ void DataPath::run() noexcept {
       continue;
     }
     int timeout = -1;
-    if (auto d = link_.next_deadline()) {
+    if (auto d = q_ == 0 ? link_.next_deadline() : std::nullopt) {
       const auto left = *d - steady_now();
       timeout = left.count() <= 0 ? 0 : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
     }
@@ -418,10 +441,18 @@ void DataPath::run() noexcept {
   qsbr.offline(reader_);
 }
 
+void DataPath::Worker::add(DataPathCounters& c) const noexcept {
+  c.loops += loops_.load(std::memory_order_relaxed);
+  c.sleeps += sleeps_.load(std::memory_order_relaxed);
+  c.tx_batches += tx_batches_.load(std::memory_order_relaxed);
+  c.rx_batches += rx_batches_.load(std::memory_order_relaxed);
+  c.link_backpressure += link_backpressure_.load(std::memory_order_relaxed);
+}
+
 DataPathCounters DataPath::counters() const noexcept {
-  return {loops_.load(std::memory_order_relaxed), sleeps_.load(std::memory_order_relaxed),
-          tx_batches_.load(std::memory_order_relaxed), rx_batches_.load(std::memory_order_relaxed),
-          link_backpressure_.load(std::memory_order_relaxed)};
+  DataPathCounters c;
+  for (const auto& w : workers_) w->add(c);
+  return c;
 }
 
 }  // namespace emulator

@@ -1,7 +1,9 @@
 // DataPath: the I/O engine that drives a Miniport over a Link. One I/O thread
-// reads frames in batches into pool buffers, sorts them (SIG up unparsed, DATA
-// to its VC's owner, the rest counted), drains the lock-free send ring and
-// writes in batches, and turns carrier changes into status indications.
+// per link queue (a multi-queue TAP gets several; a VC's sends always use the
+// same one, so they stay in order) reads frames in batches into pool
+// buffers, sorts them (SIG up unparsed, DATA to its VC's owner, the rest
+// counted), drains its lock-free send ring and writes in batches, and turns
+// carrier changes into status indications.
 //
 //   DataPath::start(link, miniport, handler, {});
 //   TxPacket p{dp->alloc(), cookie};                       // any thread
@@ -153,50 +155,74 @@ class DataPath {
   };
   static constexpr uint32_t kMaxBatch = 64;
 
+  // One I/O thread and everything it owns: a link queue, its send ring and
+  // its batch arrays (nothing allocated after start).
+  class Worker {
+   public:
+    Worker(DataPath& dp, uint32_t q);
+    Result<void> init();
+    void start() { thread_ = std::jthread([this] { run(); }); }
+    void join();
+    void drain_on_stop() noexcept;
+    size_t send_items(std::span<TxItem> items) noexcept;  // returns how many were taken
+    void add(DataPathCounters& c) const noexcept;
+
+   private:
+    void run() noexcept;
+    bool do_tx() noexcept;
+    bool do_rx() noexcept;
+    void do_events() noexcept;
+    // Completes items to the handler; abort = they never reached the wire.
+    void complete(std::span<TxItem> items, bool abort) noexcept;
+    // Sender side of inline transmit; returns how many of items it settled.
+    size_t send_inline(std::span<TxItem> items) noexcept;
+    bool deliver_done() noexcept;
+    bool try_lock_tx() noexcept { return !tx_lock_.exchange(true, std::memory_order_acquire); }
+    void unlock_tx() noexcept { tx_lock_.store(false, std::memory_order_release); }
+    void wake() noexcept;
+
+    DataPath& dp_;
+    const uint32_t q_;
+    Link& link_;
+    miniport::Miniport& mp_;
+    DataPathHandler& h_;
+    const DataPathOptions& opts_;
+    miniport::PacketPool* pool_;
+    std::unique_ptr<miniport::MpscRing<TxItem>> tx_ring_;
+    UniqueFd epoll_;
+    UniqueFd wake_fd_;
+    uint32_t reader_ = 0;
+
+    std::array<TxItem, kMaxBatch> tx_items_{};
+    uint32_t tx_pending_ = 0;  // items in tx_items_ the link has not taken yet
+    std::array<std::span<const uint8_t>, kMaxBatch> tx_spans_{};
+    std::array<TxCompletion, kMaxBatch> completions_{};
+    std::array<BufRef, kMaxBatch> rx_bufs_{};
+    std::array<RxFrame, kMaxBatch> rx_slots_{};
+    std::array<RxPacket, kMaxBatch> rx_packets_{};
+    std::vector<uint8_t> scratch_;  // receive target when the pool is empty
+    std::atomic<uint64_t> popped_{0};
+    std::unique_ptr<miniport::MpscRing<TxCompletion>> done_ring_;  // inline sends' completions
+    std::atomic<uint64_t> done_popped_{0};
+
+    alignas(miniport::kCacheLine) std::atomic<bool> tx_lock_{false};  // who writes to the link now
+    alignas(miniport::kCacheLine) std::atomic<uint64_t> pushed_{0};
+    std::atomic<uint64_t> done_pushed_{0};
+    std::atomic<bool> sleeping_{false};
+    std::atomic<uint64_t> loops_{0}, sleeps_{0}, tx_batches_{0}, rx_batches_{0}, link_backpressure_{0};
+    std::jthread thread_;
+  };
+
   DataPath(Link& link, miniport::Miniport& mp, DataPathHandler& h, const DataPathOptions& o);
-  void run() noexcept;
-  bool do_tx() noexcept;
-  bool do_rx() noexcept;
-  void do_events() noexcept;
-  // Completes items to the handler; abort = they never reached the wire.
-  void complete(std::span<TxItem> items, bool abort) noexcept;
-  // Sender side of inline transmit; returns how many of items it settled.
-  size_t send_inline(std::span<TxItem> items) noexcept;
-  bool deliver_done() noexcept;
-  bool try_lock_tx() noexcept { return !tx_lock_.exchange(true, std::memory_order_acquire); }
-  void unlock_tx() noexcept { tx_lock_.store(false, std::memory_order_release); }
-  void wake() noexcept;
 
   Link& link_;
   miniport::Miniport& mp_;
   DataPathHandler& h_;
   DataPathOptions opts_;
   std::unique_ptr<miniport::PacketPool> pool_;
-  std::unique_ptr<miniport::MpscRing<TxItem>> tx_ring_;
-  UniqueFd epoll_;
-  UniqueFd wake_fd_;
-  uint32_t reader_ = 0;
-
-  // I/O thread state (no allocation after start).
-  std::array<TxItem, kMaxBatch> tx_items_{};
-  uint32_t tx_pending_ = 0;  // items in tx_items_ the link has not taken yet
-  std::array<std::span<const uint8_t>, kMaxBatch> tx_spans_{};
-  std::array<TxCompletion, kMaxBatch> completions_{};
-  std::array<BufRef, kMaxBatch> rx_bufs_{};
-  std::array<RxFrame, kMaxBatch> rx_slots_{};
-  std::array<RxPacket, kMaxBatch> rx_packets_{};
-  std::vector<uint8_t> scratch_;  // receive target when the pool is empty
-  std::atomic<uint64_t> popped_{0};
-  std::unique_ptr<miniport::MpscRing<TxCompletion>> done_ring_;  // inline sends' completions
-  std::atomic<uint64_t> done_popped_{0};
-
-  alignas(miniport::kCacheLine) std::atomic<bool> tx_lock_{false};  // who writes to the link now
-  alignas(miniport::kCacheLine) std::atomic<uint64_t> pushed_{0};
-  std::atomic<uint64_t> done_pushed_{0};
-  std::atomic<bool> sleeping_{false};
+  std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> loops_{0}, sleeps_{0}, tx_batches_{0}, rx_batches_{0}, link_backpressure_{0};
-  std::jthread thread_;
+  bool stopped_ = false;
 };
 
 }  // namespace emulator

@@ -13,6 +13,8 @@
 // one receiving thread at a time.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -32,6 +34,7 @@ struct RxFrame {
   bool truncated = false;
 };
 
+// A snapshot of a link's counters (all queues summed).
 struct LinkCounters {
   uint64_t tx_frames = 0;     // frames taken by send_burst
   uint64_t tx_bytes = 0;
@@ -41,6 +44,29 @@ struct LinkCounters {
   uint64_t rx_bytes = 0;
   uint64_t rx_truncated = 0;  // frames longer than the caller's buffer
 };
+
+// A counter with a single writer: a relaxed load and store (no locked
+// read-modify-write on the fast path), safe to read from any thread.
+class Counter {
+ public:
+  Counter& operator+=(uint64_t n) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    return *this;
+  }
+  Counter& operator++() noexcept { return *this += 1; }
+  [[nodiscard]] uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+// One queue's counters, written by that queue's sending and receiving
+// threads (each field by one of them).
+struct alignas(64) QueueCounters {
+  Counter tx_frames, tx_bytes, tx_errors, tx_backpressure, rx_frames, rx_bytes, rx_truncated;
+};
+
+inline constexpr uint32_t kMaxQueues = 16;
 
 class Link {
  public:
@@ -76,15 +102,45 @@ class Link {
   // An fd that polls readable when frames may be waiting (for epoll loops).
   [[nodiscard]] virtual int rx_fd() const noexcept = 0;
 
+  // Multi-queue links (a TAP with IFF_MULTI_QUEUE) have one fd per queue; a
+  // queue is used by one sending and one receiving thread at a time. Single
+  // queue links treat every queue as queue 0.
+  [[nodiscard]] virtual uint32_t queues() const noexcept { return 1; }
+  [[nodiscard]] virtual Result<size_t> send_burst_on(uint32_t q, std::span<const std::span<const uint8_t>> frames) {
+    (void)q;
+    return send_burst(frames);
+  }
+  [[nodiscard]] virtual Result<size_t> recv_burst_on(uint32_t q, std::span<RxFrame> slots) {
+    (void)q;
+    return recv_burst(slots);
+  }
+  [[nodiscard]] virtual int rx_fd_on(uint32_t q) const noexcept {
+    (void)q;
+    return rx_fd();
+  }
+
   // Records every frame sent (as handed to send_burst, before impairments) and
   // received (as read). nullptr stops recording. The recorder must outlive
   // its use here.
   void set_recorder(PcapRecorder* r) noexcept { recorder_ = r; }
-  [[nodiscard]] const LinkCounters& counters() const noexcept { return counters_; }
+  // A snapshot, any thread.
+  [[nodiscard]] LinkCounters counters() const noexcept {
+    LinkCounters c;
+    for (const auto& q : qc_) {
+      c.tx_frames += q.tx_frames.get();
+      c.tx_bytes += q.tx_bytes.get();
+      c.tx_errors += q.tx_errors.get();
+      c.tx_backpressure += q.tx_backpressure.get();
+      c.rx_frames += q.rx_frames.get();
+      c.rx_bytes += q.rx_bytes.get();
+      c.rx_truncated += q.rx_truncated.get();
+    }
+    return c;
+  }
 
  protected:
   PcapRecorder* recorder_ = nullptr;
-  LinkCounters counters_;
+  std::array<QueueCounters, kMaxQueues> qc_;
 };
 
 }  // namespace emulator

@@ -126,20 +126,20 @@ Result<size_t> MemLink::send_burst(std::span<const std::span<const uint8_t>> fra
     }
     if (tx_->impairer) {
       if (tx_->in_flight() >= tx_->capacity) {
-        ++counters_.tx_backpressure;
+        ++qc_[0].tx_backpressure;
         break;
       }
       if (recorder_) recorder_->record(f);
       tx_->impairer->submit(f, now);
     } else {
       if (!tx_->push(f)) {
-        ++counters_.tx_backpressure;
+        ++qc_[0].tx_backpressure;
         break;
       }
       if (recorder_) recorder_->record(f);
     }
-    ++counters_.tx_frames;
-    counters_.tx_bytes += f.size();
+    ++qc_[0].tx_frames;
+    qc_[0].tx_bytes += f.size();
     ++n;
   }
   tx_->release_due(now);
@@ -156,10 +156,10 @@ Result<size_t> MemLink::recv_burst(std::span<RxFrame> slots) {
     const size_t full = rx_->pop(s.buf, copied);
     s.len = copied;
     s.truncated = copied < full;
-    if (s.truncated) ++counters_.rx_truncated;
+    if (s.truncated) ++qc_[0].rx_truncated;
     if (recorder_) recorder_->record(std::span<const uint8_t>(s.buf.data(), copied));
-    ++counters_.rx_frames;
-    counters_.rx_bytes += full;
+    ++qc_[0].rx_frames;
+    qc_[0].rx_bytes += full;
     ++n;
   }
   if (rx_->frames == 0 && rx_->signalled) {

@@ -4,6 +4,8 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <liburing.h>
+#include <linux/bpf.h>
+#include <sys/syscall.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -14,6 +16,7 @@
 
 #include "emulator/clock.h"
 #include "emulator/pcap_recorder.h"
+#include "miniport/frame.h"
 
 namespace emulator {
 
@@ -90,31 +93,32 @@ namespace {
 constexpr unsigned kUringDepth = 64;
 }
 
-Result<size_t> TapDevice::uring_write(std::span<const std::span<const uint8_t>> frames) noexcept {
+Result<size_t> TapDevice::uring_write(uint32_t q, std::span<const std::span<const uint8_t>> frames) noexcept {
+  io_uring& ring = uring_[q]->ring;
   size_t done = 0;
   while (done < frames.size()) {
     const size_t n = std::min<size_t>(frames.size() - done, kUringDepth);
     for (size_t i = 0; i < n; ++i) {
-      io_uring_sqe* sqe = io_uring_get_sqe(&uring_->ring);
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring);
       const auto& f = frames[done + i];
       // Not a registered (fixed) file: the ring would then hold the TAP open
       // after close until the kernel tears the ring down, asynchronously, and
       // a persistent TAP could not be re-attached at once (EBUSY). A TAP write
       // completes during the submission itself, in order.
-      io_uring_prep_write(sqe, fds_[0].get(), f.data(), static_cast<unsigned>(f.size()), 0);
+      io_uring_prep_write(sqe, fds_[q].get(), f.data(), static_cast<unsigned>(f.size()), 0);
       sqe->user_data = i;
     }
-    int r = io_uring_submit_and_wait(&uring_->ring, static_cast<unsigned>(n));
+    int r = io_uring_submit_and_wait(&ring, static_cast<unsigned>(n));
     if (r < 0) return miniport::fail(record_errno("io_uring submit on " + name_, -r));
     size_t ok = 0, seen = 0;
     io_uring_cqe* cqe;
     unsigned head;
-    io_uring_for_each_cqe(&uring_->ring, head, cqe) {
+    io_uring_for_each_cqe(&ring, head, cqe) {
       ++seen;
-      if (cqe->res < 0) ++counters_.tx_errors;
+      if (cqe->res < 0) ++qc_[q].tx_errors;
       else ++ok;
     }
-    io_uring_cq_advance(&uring_->ring, static_cast<unsigned>(seen));
+    io_uring_cq_advance(&ring, static_cast<unsigned>(seen));
     (void)ok;
     done += n;
   }
@@ -138,17 +142,17 @@ Result<std::unique_ptr<TapDevice>> TapDevice::open(const TapOptions& opts) {
   t->fds_ = std::move(o.fds);
   t->ctl_ = std::move(o.ctl);
   COEMU_TRY(t->refresh_mtu());
-  if (opts.io != TapIo::kWrite) {
+  for (uint32_t q = 0; opts.io != TapIo::kWrite && q < t->fds_.size(); ++q) {
     auto* u = new Uring();
     const int r = io_uring_queue_init(kUringDepth, &u->ring, 0);
     if (r != 0) {
       delete u;
+      t->uring_.clear();
       if (opts.io == TapIo::kIoUring)
         return miniport::fail(record_errno("io_uring for " + t->name_ + " (try the write backend)", -r));
-      // kAuto: io_uring refused (seccomp, io_uring_disabled, old kernel): write() it is.
-    } else {
-      t->uring_.reset(u);
+      break;  // kAuto: io_uring refused (seccomp, io_uring_disabled, old kernel): write() it is
     }
+    t->uring_.emplace_back(u);
   }
   return t;
 }
@@ -169,67 +173,101 @@ Result<void> TapDevice::set_carrier(bool on) {
   return {};
 }
 
-void TapDevice::write_frame(std::span<const uint8_t> f) noexcept {
+Result<void> TapDevice::steer_by_vci() {
+  // The program, in eBPF instructions (socket filter; r6 holds the skb for
+  // the legacy packet loads):
+  //   r6 = r1; r0 = be16 at 12; if r0 != 0x88B6 goto other;
+  //   r0 = be32 at 14 (the VCI); exit;  other: r0 = 0; exit
+  const bpf_insn prog[] = {
+      {BPF_ALU64 | BPF_MOV | BPF_X, 6, 1, 0, 0},
+      {BPF_LD | BPF_ABS | BPF_H, 0, 0, 0, 12},
+      {BPF_JMP | BPF_JNE | BPF_K, 0, 0, 2, miniport::kEtherTypeData},
+      {BPF_LD | BPF_ABS | BPF_W, 0, 0, 0, 14},
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+      {BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0},
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+  };
+  static const char kLicense[] = "GPL";
+  bpf_attr attr{};
+  attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+  attr.insns = reinterpret_cast<uint64_t>(prog);
+  attr.insn_cnt = sizeof prog / sizeof prog[0];
+  attr.license = reinterpret_cast<uint64_t>(kLicense);
+  const int fd = static_cast<int>(::syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof attr));
+  if (fd < 0) return miniport::fail(record_errno("load the VCI steering program", errno));
+  UniqueFd prog_fd(fd);
+  int pfd = prog_fd.get();
+  if (::ioctl(fds_[0].get(), TUNSETSTEERINGEBPF, &pfd) != 0)
+    return miniport::fail(record_errno("TUNSETSTEERINGEBPF " + name_, errno));
+  steering_ = std::move(prog_fd);
+  return {};
+}
+
+void TapDevice::write_frame(uint32_t q, std::span<const uint8_t> f) noexcept {
   // A TAP write never pushes back: one call = one frame, and a full receive
   // queue on the far side drops silently (DESIGN.md), so no retry here.
-  if (::write(fds_[0].get(), f.data(), f.size()) < 0) ++counters_.tx_errors;
+  if (::write(fds_[q].get(), f.data(), f.size()) < 0) ++qc_[q].tx_errors;
 }
 
-Result<size_t> TapDevice::send_burst(std::span<const std::span<const uint8_t>> frames) {
-  if (uring_ && !impairer_) {
-    size_t n = 0;
+Result<size_t> TapDevice::send_burst_on(uint32_t q, std::span<const std::span<const uint8_t>> frames) {
+  if (q >= fds_.size()) {
+    set_last_error("no queue " + std::to_string(q) + " on " + name_);
+    return miniport::fail(Status::kInvalidData);
+  }
+  QueueCounters& c = qc_[q];
+  // Frames that fit, up to the first that does not.
+  size_t n = 0;
+  while (n < frames.size() && !frames[n].empty() && frames[n].size() <= size_t{mtu_} + 14) ++n;
+  if (n == 0 && !frames.empty()) {
+    set_last_error("frame of " + std::to_string(frames[0].size()) + " bytes does not fit " + name_ + " (MTU " +
+                   std::to_string(mtu_) + ")");
+    return miniport::fail(Status::kInvalidLength);
+  }
+  frames = frames.first(n);
+  if (impaired_.load(std::memory_order_acquire)) {
+    std::lock_guard lock(impair_mu_);
+    if (impairer_) {
+      const Time now = steady_now();
+      for (const auto& f : frames) {
+        if (recorder_) recorder_->record(f);
+        impairer_->submit(f, now);
+        ++c.tx_frames;
+        c.tx_bytes += f.size();
+      }
+      impairer_->release(now, [&](std::span<const uint8_t> f) { write_frame(q, f); });
+      return frames.size();
+    }
+  }
+  if (!uring_.empty()) {
     for (const auto& f : frames) {
-      if (f.empty() || f.size() > size_t{mtu_} + 14) break;
       if (recorder_) recorder_->record(f);
-      counters_.tx_bytes += f.size();
-      ++n;
+      c.tx_bytes += f.size();
     }
-    if (n == 0 && !frames.empty()) {
-      set_last_error("frame of " + std::to_string(frames[0].size()) + " bytes does not fit " + name_ +
-                     " (MTU " + std::to_string(mtu_) + ")");
-      return miniport::fail(Status::kInvalidLength);
-    }
-    auto r = uring_write(frames.first(n));
+    auto r = uring_write(q, frames);
     if (!r) return r;
-    counters_.tx_frames += *r;
+    c.tx_frames += *r;
     return *r;
   }
-  const Time now = impairer_ ? steady_now() : Time(0);
-  if (impairer_) impairer_->release(now, [&](std::span<const uint8_t> f) { write_frame(f); });
-  size_t n = 0;
+  size_t sent = 0;
   for (const auto& f : frames) {
-    if (f.empty() || f.size() > size_t{mtu_} + 14) {
-      set_last_error("frame of " + std::to_string(f.size()) + " bytes does not fit " + name_ +
-                     " (MTU " + std::to_string(mtu_) + ")");
-      if (n) break;
-      return miniport::fail(Status::kInvalidLength);
-    }
     if (recorder_) recorder_->record(f);
-    if (impairer_) {
-      impairer_->submit(f, now);
-    } else {
-      const ssize_t w = ::write(fds_[0].get(), f.data(), f.size());
-      if (w < 0) {
-        if (errno == EAGAIN) {
-          ++counters_.tx_backpressure;
-          break;
-        }
-        if (errno == EIO || errno == EBADFD || errno == ENODEV) {
-          if (n) break;
-          return miniport::fail(record_errno("write " + name_, errno));
-        }
-        ++counters_.tx_errors;
+    if (::write(fds_[q].get(), f.data(), f.size()) < 0) {
+      if (errno == EAGAIN) {
+        ++c.tx_backpressure;
+        break;
       }
+      if (errno == EIO || errno == EBADFD || errno == ENODEV) {
+        if (sent) break;
+        return miniport::fail(record_errno("write " + name_, errno));
+      }
+      ++c.tx_errors;
     }
-    ++counters_.tx_frames;
-    counters_.tx_bytes += f.size();
-    ++n;
+    ++c.tx_frames;
+    c.tx_bytes += f.size();
+    ++sent;
   }
-  if (impairer_) impairer_->release(now, [&](std::span<const uint8_t> f) { write_frame(f); });
-  return n;
+  return sent;
 }
-
-Result<size_t> TapDevice::recv_burst(std::span<RxFrame> slots) { return recv_burst_on(0, slots); }
 
 Result<size_t> TapDevice::recv_burst_on(uint32_t q, std::span<RxFrame> slots) {
   if (q >= fds_.size()) {
@@ -250,10 +288,10 @@ Result<size_t> TapDevice::recv_burst_on(uint32_t q, std::span<RxFrame> slots) {
     // only a frame larger than the MTU can).
     s.len = static_cast<size_t>(r);
     s.truncated = s.len == s.buf.size() && s.len > size_t{mtu_} + 14;
-    if (s.truncated) ++counters_.rx_truncated;
+    if (s.truncated) ++qc_[q].rx_truncated;
     if (recorder_) recorder_->record(std::span<const uint8_t>(s.buf.data(), s.len));
-    ++counters_.rx_frames;
-    counters_.rx_bytes += s.len;
+    ++qc_[q].rx_frames;
+    qc_[q].rx_bytes += s.len;
     ++n;
   }
   return n;
@@ -271,25 +309,32 @@ Result<bool> TapDevice::wait_readable(miniport::Duration timeout) {
 }
 
 void TapDevice::flush_due() {
-  if (impairer_) impairer_->release(steady_now(), [&](std::span<const uint8_t> f) { write_frame(f); });
+  if (!impaired_.load(std::memory_order_acquire)) return;
+  std::lock_guard lock(impair_mu_);
+  if (impairer_) impairer_->release(steady_now(), [&](std::span<const uint8_t> f) { write_frame(0, f); });
 }
 
 std::optional<Time> TapDevice::next_deadline() const {
+  if (!impaired_.load(std::memory_order_acquire)) return std::nullopt;
+  std::lock_guard lock(impair_mu_);
   return impairer_ ? impairer_->next_deadline() : std::nullopt;
 }
 
 Result<void> TapDevice::set_impairment(const ImpairmentConfig& cfg) {
   COEMU_TRY(cfg.validate());
+  std::lock_guard lock(impair_mu_);
   if (impairer_) {
-    impairer_->release(Time::max(), [&](std::span<const uint8_t> f) { write_frame(f); });
+    impairer_->release(Time::max(), [&](std::span<const uint8_t> f) { write_frame(0, f); });
     retired_ = (retired_ + impairer_->counters());
     impairer_.reset();
   }
   if (cfg.active()) impairer_.emplace(cfg);
+  impaired_.store(impairer_.has_value(), std::memory_order_release);
   return {};
 }
 
 ImpairmentCounters TapDevice::impairment_counters() const {
+  std::lock_guard lock(impair_mu_);
   return impairer_ ? (retired_ + impairer_->counters()) : retired_;
 }
 

@@ -12,7 +12,9 @@
 // RouteNetlink; carrier events come from LinkEventWatcher.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -48,17 +50,29 @@ class TapDevice final : public Link {
   ~TapDevice() override;
 
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
-  [[nodiscard]] uint32_t queues() const noexcept { return static_cast<uint32_t>(fds_.size()); }
   [[nodiscard]] int queue_fd(uint32_t q) const noexcept { return fds_[q].get(); }
 
   // Switches carrier (TUNSETCARRIER): off = the NDIS miniport reports media
   // disconnected. Errors: kNotSupported on kernels before 5.0.
   [[nodiscard]] Result<void> set_carrier(bool on);
 
+  // Multi-queue only: spreads received DATA frames over the queues by VCI
+  // (low 16 bits modulo the queue count) with a steering eBPF program
+  // (TUNSETSTEERINGEBPF); other frames go to queue 0. Without it the kernel
+  // hashes IP flows, so every coemu frame would land on queue 0. Errors:
+  // kFailure when the program cannot be loaded (needs CAP_BPF or
+  // CAP_SYS_ADMIN) or attached.
+  [[nodiscard]] Result<void> steer_by_vci();
+
   // Link: send and receive use queue 0; the *_on variants pick a queue.
-  [[nodiscard]] Result<size_t> send_burst(std::span<const std::span<const uint8_t>> frames) override;
-  [[nodiscard]] Result<size_t> recv_burst(std::span<RxFrame> slots) override;
-  [[nodiscard]] Result<size_t> recv_burst_on(uint32_t q, std::span<RxFrame> slots);
+  [[nodiscard]] Result<size_t> send_burst(std::span<const std::span<const uint8_t>> frames) override {
+    return send_burst_on(0, frames);
+  }
+  [[nodiscard]] Result<size_t> recv_burst(std::span<RxFrame> slots) override { return recv_burst_on(0, slots); }
+  [[nodiscard]] Result<size_t> send_burst_on(uint32_t q, std::span<const std::span<const uint8_t>> frames) override;
+  [[nodiscard]] Result<size_t> recv_burst_on(uint32_t q, std::span<RxFrame> slots) override;
+  [[nodiscard]] int rx_fd_on(uint32_t q) const noexcept override { return fds_[q < fds_.size() ? q : 0].get(); }
+  [[nodiscard]] uint32_t queues() const noexcept override { return static_cast<uint32_t>(fds_.size()); }
   [[nodiscard]] Result<bool> wait_readable(miniport::Duration timeout) override;
   void flush_due() override;
   [[nodiscard]] std::optional<Time> next_deadline() const override;
@@ -69,26 +83,30 @@ class TapDevice final : public Link {
   [[nodiscard]] Result<uint32_t> refresh_mtu();
   [[nodiscard]] int rx_fd() const noexcept override { return fds_[0].get(); }
   // The transmit backend in use: TapIo::kWrite or TapIo::kIoUring.
-  [[nodiscard]] TapIo io() const noexcept { return uring_ ? TapIo::kIoUring : TapIo::kWrite; }
+  [[nodiscard]] TapIo io() const noexcept { return uring_.empty() ? TapIo::kWrite : TapIo::kIoUring; }
 
  private:
   TapDevice() = default;
   // Writes one frame; counts, never blocks (the kernel drops when full).
-  void write_frame(std::span<const uint8_t> f) noexcept;
+  void write_frame(uint32_t q, std::span<const uint8_t> f) noexcept;
 
   std::string name_;
   std::vector<UniqueFd> fds_;
   UniqueFd ctl_;  // AF_INET datagram socket in the device's namespace, for ioctls
+  UniqueFd steering_;  // the steering eBPF program, held for the device's life
   uint32_t mtu_ = 1500;
+  // Impaired sends from several queues' threads share one impairer.
+  mutable std::mutex impair_mu_;
   std::optional<Impairer> impairer_;
   ImpairmentCounters retired_;
+  std::atomic<bool> impaired_{false};
   struct Uring;
   struct UringFree {
     void operator()(Uring* u) const noexcept;
   };
-  std::unique_ptr<Uring, UringFree> uring_;
-  // Writes frames (already checked) through io_uring; returns how many left.
-  Result<size_t> uring_write(std::span<const std::span<const uint8_t>> frames) noexcept;
+  std::vector<std::unique_ptr<Uring, UringFree>> uring_;  // one ring per queue, or none
+  // Writes frames (already checked) through queue q's ring; returns how many left.
+  Result<size_t> uring_write(uint32_t q, std::span<const std::span<const uint8_t>> frames) noexcept;
 };
 
 }  // namespace emulator
