@@ -1,5 +1,7 @@
 #include "emulator/data_path.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -396,6 +398,14 @@ void DataPath::indicate_carrier(bool up) {
 }
 
 void DataPath::Worker::run() noexcept {
+  if (opts_.cpu >= 0) {
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET((static_cast<unsigned>(opts_.cpu) + q_) % cores, &set);
+    // Best effort: a refused pin (a cpuset without that core) leaves the thread where it is.
+    (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  }
   auto& qsbr = mp_.vcs().qsbr();
   qsbr.online(reader_);
   epoll_event evs[4];

@@ -106,6 +106,9 @@ struct DataPathOptions {
   // development VM it bought no throughput and doubled the round trip (the
   // I/O thread must still wake for the completion); see bench --inline-tx.
   bool inline_tx = false;
+  // Pin worker q's thread to CPU (cpu + q) % cores; -1 leaves placement to
+  // the scheduler. Benchmarks pin to keep nodes off each other's core.
+  int cpu = -1;
   // Carrier source for a TAP: events for `ifname` become status indications.
   LinkEventWatcher* link_events = nullptr;
   std::string ifname = {};

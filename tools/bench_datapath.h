@@ -14,6 +14,7 @@ struct BenchDatapathOptions {
   std::vector<uint32_t> sizes = {64, 1500, 65000};  // payload bytes (65000 runs on a jumbo MTU)
   std::string links = "both";                // memory, tap or both
   uint32_t rounds = 2000;                    // ping-pong round trips per latency case
+  uint32_t repeat = 3;                       // raw and engine alternate this often; medians are reported
   bool busy_poll = false;
   bool inline_tx = false;
   bool json = false;

@@ -72,6 +72,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"memory", "tap", "both"}))
       ->capture_default_str();
   bench_dp->add_option("--rounds", bench.rounds, "Ping-pong round trips")->check(CLI::Range(1u, 10'000'000u));
+  bench_dp->add_option("--repeat", bench.repeat, "Alternate raw and engine this often; report medians")
+      ->check(CLI::Range(1u, 100u))
+      ->capture_default_str();
   bench_dp->add_flag("--busy-poll", bench.busy_poll, "I/O threads spin instead of blocking");
   bench_dp->add_flag("--inline-tx", bench.inline_tx, "Senders write to the link themselves when nothing is queued");
   bench_dp->add_flag("-j,--json", bench.json, "One JSON object per case: suite, case, unit, value, baseline, ratio");
