@@ -69,6 +69,14 @@ struct Node {
   Node(const MacAddress& mac, uint32_t mtu) : mp({.mac = mac, .mtu = mtu}) {}
 };
 
+// A PVC between the two nodes: A sends on B's label, B on A's.
+void open_pvc(Node& a, Node& b) {
+  a.vc = *a.mp.vcs().create(1);
+  b.vc = *b.mp.vcs().create(2);
+  (void)a.mp.vcs().activate(a.vc, {.peer = kMacB, .tx_vci = kVciAtB, .pvc_rx_vci = kVciAtA});
+  (void)b.mp.vcs().activate(b.vc, {.peer = kMacA, .tx_vci = kVciAtA, .pvc_rx_vci = kVciAtB});
+}
+
 // The two links under test, built fresh per payload size.
 struct Path {
   std::unique_ptr<Link> a, b;
@@ -186,10 +194,7 @@ Rate raw_throughput(Path& p, size_t payload, double seconds) {
 Rate engine_throughput(Path& p, size_t payload, double seconds, bool busy, bool inline_tx) {
   const uint32_t mtu = p.a->mtu();
   Node a(kMacA, mtu), b(kMacB, mtu);
-  a.vc = *a.mp.vcs().create(1);
-  b.vc = *b.mp.vcs().create(2);
-  (void)a.mp.vcs().activate(a.vc, {.peer = kMacB, .tx_vci = kVciAtB, .pvc_rx_vci = kVciAtA});
-  (void)b.mp.vcs().activate(b.vc, {.peer = kMacA, .tx_vci = kVciAtA, .pvc_rx_vci = kVciAtB});
+  open_pvc(a, b);
   const uint32_t buffers = mtu > 9000 ? 1024 : 8192;
   // Node A (client and I/O thread) on CPU 0, node B on CPU 1: like the raw
   // baseline's writer and reader, each side gets a core.
@@ -295,10 +300,7 @@ std::vector<double> raw_rtt(Path& p, uint32_t rounds, bool busy) {
 std::vector<double> engine_rtt(Path& p, uint32_t rounds, bool busy, bool inline_tx) {
   const uint32_t mtu = p.a->mtu();
   Node a(kMacA, mtu), b(kMacB, mtu);
-  a.vc = *a.mp.vcs().create(1);
-  b.vc = *b.mp.vcs().create(2);
-  (void)a.mp.vcs().activate(a.vc, {.peer = kMacB, .tx_vci = kVciAtB, .pvc_rx_vci = kVciAtA});
-  (void)b.mp.vcs().activate(b.vc, {.peer = kMacA, .tx_vci = kVciAtA, .pvc_rx_vci = kVciAtB});
+  open_pvc(a, b);
   const emulator::DataPathOptions dpo{.busy_poll = busy, .inline_tx = inline_tx};
   a.dp = std::move(*DataPath::start(*p.a, a.mp, a.sink, dpo));
   b.dp = std::move(*DataPath::start(*p.b, b.mp, b.sink, dpo));
