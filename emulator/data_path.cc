@@ -56,7 +56,16 @@ Result<void> DataPath::Worker::init() {
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return miniport::fail(record_errno("epoll_ctl", errno));
     return {};
   };
-  COEMU_TRY(add(link_.rx_fd_on(q_), 0));
+  tap_ = dynamic_cast<TapDevice*>(&link_);
+  if (opts_.uring_rx && tap_ && tap_->io() == TapIo::kIoUring) {
+    if (auto ring = TapRxRing::create(tap_->queue_fd(q_), opts_.batch)) {
+      rx_ring_ = std::move(*ring);
+      slot_scratch_.resize(size_t{opts_.batch} * pool_->buffer_size());
+      for (uint32_t i = 0; i < opts_.batch; ++i) arm(i);
+      COEMU_TRY(rx_ring_->submit());
+    }  // else: io_uring refused for receiving; read() it is
+  }
+  COEMU_TRY(add(rx_ring_ ? rx_ring_->event_fd() : link_.rx_fd_on(q_), 0));
   COEMU_TRY(add(wake_fd_.get(), 1));
   // Carrier events are the first worker's job.
   if (q_ == 0 && opts_.link_events) COEMU_TRY(add(opts_.link_events->fd(), 2));
@@ -117,6 +126,9 @@ void DataPath::Worker::join() {
 }
 
 void DataPath::Worker::drain_on_stop() noexcept {
+  // The kernel lets go of the posted receive buffers first.
+  rx_ring_.reset();
+  for (auto& b : posted_) b.reset();
   // Whatever is still queued never reaches the wire.
   complete(std::span(tx_items_).first(tx_pending_), /*abort=*/true);
   tx_pending_ = 0;
@@ -339,7 +351,63 @@ bool DataPath::Worker::do_tx() noexcept {
   return true;
 }
 
+bool DataPath::Worker::arm(uint32_t i) noexcept {
+  if (!posted_[i]) posted_[i] = pool_->try_get();
+  // Pool empty: read into this slot's scratch, and drop (counted) what lands there.
+  std::span<uint8_t> buf = posted_[i] ? std::span(posted_[i].data(), posted_[i].capacity())
+                                      : std::span(&slot_scratch_[size_t{i} * pool_->buffer_size()],
+                                                  pool_->buffer_size());
+  armed_[i] = rx_ring_->post(i, buf);
+  return armed_[i];
+}
+
+bool DataPath::Worker::do_rx_ring() noexcept {
+  size_t out = 0, n = 0;
+  rx_ring_->reap([&](uint64_t tag, int res) {
+    const auto i = static_cast<uint32_t>(tag);
+    armed_[i] = false;
+    ++n;
+    if (res <= 0) return;  // an error or a cancel: the slot is simply re-armed
+    const bool scratch = !posted_[i];
+    const uint8_t* data = scratch ? &slot_scratch_[size_t{i} * pool_->buffer_size()] : posted_[i].data();
+    std::span<const uint8_t> frame(data, static_cast<size_t>(res));
+    tap_->account_rx(q_, frame);
+    const miniport::RxVerdict v = mp_.classify(frame);
+    switch (v.kind) {
+      case RxKind::kSig: h_.on_signaling(frame); break;
+      case RxKind::kDrop: break;
+      case RxKind::kData:
+        if (scratch) {
+          mp_.rx_drop_after_lookup(v, /*pool_empty=*/true);
+          break;
+        }
+        mp_.rx_handed_over(v);
+        RxPacket& p = rx_packets_[out++];
+        p.buf_ = std::move(posted_[i]);
+        p.buf_.set_size(static_cast<uint32_t>(frame.size()));
+        p.table_ = &mp_.vcs();
+        p.vc_ = v.hit.id;
+        p.owner_ = v.hit.owner;
+        p.off_ = v.payload_off;
+        p.len_ = v.payload_len;
+        break;
+    }
+  });
+  // Re-arm every free slot with one submission.
+  bool rearmed = false;
+  for (uint32_t i = 0; i < opts_.batch; ++i)
+    if (!armed_[i]) rearmed |= arm(i);
+  if (rearmed) (void)rx_ring_->submit();
+  if (out) {
+    h_.on_receive(std::span(rx_packets_).first(out));
+    for (size_t i = 0; i < out; ++i) rx_packets_[i].release();
+  }
+  if (n) rx_batches_.fetch_add(1, std::memory_order_relaxed);
+  return n > 0;
+}
+
 bool DataPath::Worker::do_rx() noexcept {
+  if (rx_ring_) return do_rx_ring();
   const uint32_t want = opts_.batch;
   const size_t got_bufs = pool_->get_burst(std::span(rx_bufs_).first(want));
   const size_t slots = got_bufs ? got_bufs : 1;
@@ -457,6 +525,12 @@ void DataPath::Worker::add(DataPathCounters& c) const noexcept {
   c.tx_batches += tx_batches_.load(std::memory_order_relaxed);
   c.rx_batches += rx_batches_.load(std::memory_order_relaxed);
   c.link_backpressure += link_backpressure_.load(std::memory_order_relaxed);
+}
+
+uint32_t DataPath::uring_receivers() const noexcept {
+  uint32_t n = 0;
+  for (const auto& w : workers_) n += w->uring_rx();
+  return n;
 }
 
 DataPathCounters DataPath::counters() const noexcept {

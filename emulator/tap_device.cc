@@ -173,6 +173,12 @@ Result<void> TapDevice::set_carrier(bool on) {
   return {};
 }
 
+void TapDevice::account_rx(uint32_t q, std::span<const uint8_t> frame) noexcept {
+  if (recorder_) recorder_->record(frame);
+  ++qc_[q].rx_frames;
+  qc_[q].rx_bytes += frame.size();
+}
+
 Result<void> TapDevice::steer_by_vci() {
   // The program, in eBPF instructions (socket filter; r6 holds the skb for
   // the legacy packet loads):

@@ -78,6 +78,9 @@ class TapDevice final : public Link {
   [[nodiscard]] std::optional<Time> next_deadline() const override;
   [[nodiscard]] Result<void> set_impairment(const ImpairmentConfig& cfg) override;
   [[nodiscard]] ImpairmentCounters impairment_counters() const override;
+  // Counts and records a frame read from queue q by other means than
+  // recv_burst_on (the data path's io_uring receive ring).
+  void account_rx(uint32_t q, std::span<const uint8_t> frame) noexcept;
   // The MTU read from the device (refresh_mtu() after changing it).
   [[nodiscard]] uint32_t mtu() const override { return mtu_; }
   [[nodiscard]] Result<uint32_t> refresh_mtu();

@@ -191,14 +191,16 @@ Rate raw_throughput(Path& p, size_t payload, double seconds) {
 
 // The engine: a client thread sends through node A's data path on a PVC; node
 // B's handler counts what arrives.
-Rate engine_throughput(Path& p, size_t payload, double seconds, bool busy, bool inline_tx) {
+Rate engine_throughput(Path& p, size_t payload, double seconds, const BenchDatapathOptions& o) {
+  const bool busy = o.busy_poll, inline_tx = o.inline_tx;
   const uint32_t mtu = p.a->mtu();
   Node a(kMacA, mtu), b(kMacB, mtu);
   open_pvc(a, b);
   const uint32_t buffers = mtu > 9000 ? 1024 : 8192;
   // Node A (client and I/O thread) on CPU 0, node B on CPU 1: like the raw
   // baseline's writer and reader, each side gets a core.
-  emulator::DataPathOptions dpo{.pool_buffers = buffers, .busy_poll = busy, .inline_tx = inline_tx, .cpu = 0};
+  emulator::DataPathOptions dpo{
+      .pool_buffers = buffers, .busy_poll = busy, .inline_tx = inline_tx, .uring_rx = o.uring_rx, .cpu = 0};
   a.dp = std::move(*DataPath::start(*p.a, a.mp, a.sink, dpo));
   dpo.cpu = 1;
   b.dp = std::move(*DataPath::start(*p.b, b.mp, b.sink, dpo));
@@ -297,11 +299,11 @@ std::vector<double> raw_rtt(Path& p, uint32_t rounds, bool busy) {
 }
 
 // Engine ping-pong on the PVC: B's handler echoes, A's handler signals.
-std::vector<double> engine_rtt(Path& p, uint32_t rounds, bool busy, bool inline_tx) {
+std::vector<double> engine_rtt(Path& p, uint32_t rounds, const BenchDatapathOptions& o) {
   const uint32_t mtu = p.a->mtu();
   Node a(kMacA, mtu), b(kMacB, mtu);
   open_pvc(a, b);
-  const emulator::DataPathOptions dpo{.busy_poll = busy, .inline_tx = inline_tx};
+  const emulator::DataPathOptions dpo{.busy_poll = o.busy_poll, .inline_tx = o.inline_tx, .uring_rx = o.uring_rx};
   a.dp = std::move(*DataPath::start(*p.a, a.mp, a.sink, dpo));
   b.dp = std::move(*DataPath::start(*p.b, b.mp, b.sink, dpo));
   b.sink.echo = b.dp.get();
@@ -379,7 +381,7 @@ int run_bench_datapath(const BenchDatapathOptions& o) {
       std::vector<Rate> raws, engs;
       for (uint32_t i = 0; i < o.repeat; ++i) {
         raws.push_back(raw_throughput(*path, size, o.seconds));
-        engs.push_back(engine_throughput(*path, size, o.seconds, o.busy_poll, o.inline_tx));
+        engs.push_back(engine_throughput(*path, size, o.seconds, o));
       }
       const Rate raw = median(raws), eng = median(engs);
       print_row({kind, fmt::format("throughput_{}B", size), "frames/s", eng.per_s, raw.per_s, eng.loss, raw.loss},
@@ -389,7 +391,7 @@ int run_bench_datapath(const BenchDatapathOptions& o) {
     if (!path) continue;
     fmt::print(stderr, "bench: {} ping-pong ...\n", kind);
     auto raw = raw_rtt(*path, o.rounds, o.busy_poll);
-    auto eng = engine_rtt(*path, o.rounds, o.busy_poll, o.inline_tx);
+    auto eng = engine_rtt(*path, o.rounds, o);
     const double rp50 = percentile(raw, 0.5), rp99 = percentile(raw, 0.99);
     const double ep50 = percentile(eng, 0.5), ep99 = percentile(eng, 0.99);
     print_row({kind, "rtt_p50", "us", ep50, rp50}, o.json);

@@ -17,6 +17,7 @@ struct BenchDatapathOptions {
   uint32_t repeat = 3;                       // raw and engine alternate this often; medians are reported
   bool busy_poll = false;
   bool inline_tx = false;
+  bool uring_rx = false;
   bool json = false;
 };
 

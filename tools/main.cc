@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_dp->add_flag("--busy-poll", bench.busy_poll, "I/O threads spin instead of blocking");
   bench_dp->add_flag("--inline-tx", bench.inline_tx, "Senders write to the link themselves when nothing is queued");
+  bench_dp->add_flag("--uring-rx", bench.uring_rx, "Receive from TAPs through io_uring (posted reads)");
   bench_dp->add_flag("-j,--json", bench.json, "One JSON object per case: suite, case, unit, value, baseline, ratio");
 
   auto* lab_cmd = app.add_subcommand("lab", "Build, inspect and remove namespace labs");
