@@ -5,8 +5,10 @@
 
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <thread>
 
 #include "emulator/clock.h"
+#include "emulator/data_path.h"
 #include "emulator/lab.h"
 #include "emulator/mem_link.h"
 #include "emulator/pcap_recorder.h"
@@ -59,33 +61,28 @@ struct Stats {
   uint64_t sent = 0, received = 0, bytes = 0, corrupt_or_foreign = 0;
 };
 
-class Receiver {
+// A node's VC owner: checks every payload, in order, and counts.
+class Owner : public emulator::DataPathHandler {
  public:
-  explicit Receiver(Link& l) : link_(l), storage_(32 * (l.mtu() + kEth)), slots_(32) {}
-  // Reads what is there; counts intact frames for vci in order.
-  void poll(uint32_t vci, Stats& st, uint32_t& next_seq) {
-    const size_t cap = link_.mtu() + kEth;
-    for (size_t i = 0; i < slots_.size(); ++i) slots_[i] = RxFrame{{&storage_[i * cap], cap}};
-    auto n = link_.recv_burst(slots_);
-    if (!n) return;
-    for (size_t i = 0; i < *n; ++i) {
-      std::span<const uint8_t> f(slots_[i].buf.data(), slots_[i].len);
-      if (auto seq = check(f, vci)) {
-        if (*seq == next_seq) {
-          ++next_seq;
-          ++st.received;
-          st.bytes += f.size();
-        }
-      } else if (f.size() >= 14 && miniport::load_be16(&f[12]) == kEtherData) {
-        ++st.corrupt_or_foreign;
+  void on_receive(std::span<emulator::RxPacket> pkts) override {
+    for (auto& p : pkts) {
+      auto d = p.payload();
+      const uint32_t want = next.load(std::memory_order_relaxed);
+      bool ok = d.size() >= 4 && miniport::load_be32(d.data()) == want;
+      for (size_t i = 4; ok && i < d.size(); ++i) ok = d[i] == static_cast<uint8_t>(want + i);
+      if (ok) {
+        bytes.fetch_add(d.size(), std::memory_order_relaxed);
+        next.store(want + 1, std::memory_order_release);
+      } else {
+        bad.fetch_add(1, std::memory_order_relaxed);
       }
     }
   }
-
- private:
-  Link& link_;
-  std::vector<uint8_t> storage_;
-  std::vector<RxFrame> slots_;
+  void on_send_complete(std::span<const emulator::TxCompletion> done) override {
+    for (const auto& c : done) (c.status == miniport::Status::kSuccess ? sent_ok : sent_failed).fetch_add(1);
+  }
+  std::atomic<uint32_t> next{0};
+  std::atomic<uint64_t> bytes{0}, bad{0}, sent_ok{0}, sent_failed{0};
 };
 
 struct Exchange {
@@ -93,50 +90,69 @@ struct Exchange {
   double seconds = 0;
   bool interrupted = false;
   bool timed_out = false;
+  bool engine_failed = false;
 };
 
-// Sends `frames` DATA frames each way in lock-step windows (a TAP never pushes
-// back, so the window keeps the far queue from overflowing) and verifies them.
+// Both nodes run the real stack: a miniport, a data path (I/O thread) and a
+// PVC (labels 1 at b, 2 at a). Each direction sends `frames` payloads in
+// windows (a TAP never pushes back and a full queue drops silently, so a
+// sender waits for its peer to catch up) and every byte is checked in order.
 Exchange exchange(Link& a, Link& b, uint32_t frames) {
   const auto ma = MacAddress::local(0xa), mb = MacAddress::local(0xb);
-  const size_t max_payload = std::min(a.mtu(), b.mtu()) - kDataHdr;
   Exchange ex;
-  Receiver ra(a), rb(b);
-  uint32_t next_a = 0, next_b = 0;
+  miniport::Miniport mpa({.mac = ma, .mtu = a.mtu()}), mpb({.mac = mb, .mtu = b.mtu()});
+  const miniport::VcId va = *mpa.vcs().create(1), vb = *mpb.vcs().create(2);
+  (void)mpa.vcs().activate(va, {.peer = mb, .tx_vci = 1, .pvc_rx_vci = 2});
+  (void)mpb.vcs().activate(vb, {.peer = ma, .tx_vci = 2, .pvc_rx_vci = 1});
+  Owner oa, ob;
+  auto da = emulator::DataPath::start(a, mpa, oa, {});
+  auto db = emulator::DataPath::start(b, mpb, ob, {});
+  if (!da || !db) {
+    ex.engine_failed = true;
+    return ex;
+  }
+  const size_t max_payload = std::min((*da)->max_payload(), (*db)->max_payload());
+  auto send_one = [&](emulator::DataPath& dp, miniport::VcId vc, uint32_t seq, size_t len) {
+    emulator::TxPacket p{dp.alloc(), seq};
+    if (!p.buf) return false;
+    uint8_t* d = p.buf.data() + miniport::kFramePayloadOffset;
+    miniport::store_be32(d, seq);
+    for (size_t i = 4; i < len; ++i) d[i] = static_cast<uint8_t>(seq + i);
+    p.buf.set_size(static_cast<uint32_t>(len));
+    return dp.send(vc, std::span(&p, 1)) == 1;
+  };
   const auto t0 = emulator::steady_now();
   constexpr uint32_t kWindow = 64;
   for (uint32_t base = 0; base < frames && !ex.interrupted && !ex.timed_out; base += kWindow) {
     const uint32_t end = std::min(frames, base + kWindow);
-    std::vector<std::vector<uint8_t>> fab, fba;
-    for (uint32_t s = base; s < end; ++s) {
-      const size_t payload = 4 + (s * 97) % (max_payload - 4 + 1);
-      fab.push_back(data_frame(mb, ma, 1, s, payload));
-      fba.push_back(data_frame(ma, mb, 2, s, max_payload + 4 - payload));
-    }
-    std::vector<std::span<const uint8_t>> sab(fab.begin(), fab.end()), sba(fba.begin(), fba.end());
-    for (auto [link, spans, st] : {std::tuple{&a, &sab, &ex.ab}, std::tuple{&b, &sba, &ex.ba}}) {
-      size_t off = 0;
-      while (off < spans->size()) {
-        auto n = link->send_burst(std::span(*spans).subspan(off));
-        if (!n) break;
-        off += *n;
-        st->sent += *n;
-      }
-    }
     const auto deadline = emulator::steady_now() + std::chrono::seconds(5);
-    while ((next_b < end || next_a < end) && !ex.interrupted) {
-      rb.poll(1, ex.ab, next_b);
-      ra.poll(2, ex.ba, next_a);
-      if (next_b >= end && next_a >= end) break;
+    for (uint32_t s = base; s < end; ++s) {
+      const size_t len = 4 + (s * 97) % (max_payload - 4 + 1);
+      // Back-pressure (ring or pool full) means "later", never "drop".
+      while (!send_one(**da, va, s, len) && emulator::steady_now() < deadline) std::this_thread::yield();
+      while (!send_one(**db, vb, s, max_payload + 4 - len) && emulator::steady_now() < deadline)
+        std::this_thread::yield();
+      ex.ab.sent++;
+      ex.ba.sent++;
+    }
+    while ((ob.next.load() < end || oa.next.load() < end) && !ex.interrupted) {
       if (emulator::steady_now() > deadline) {
         ex.timed_out = true;
         break;
       }
-      (void)(next_b < end ? b : a).wait_readable(std::chrono::milliseconds(20));
+      std::this_thread::yield();
       ex.interrupted = emulator::ShutdownSignals::requested();
     }
   }
   ex.seconds = std::chrono::duration<double>(emulator::steady_now() - t0).count();
+  da->reset();
+  db->reset();
+  ex.ab.received = ob.next.load();
+  ex.ab.bytes = ob.bytes.load();
+  ex.ab.corrupt_or_foreign = ob.bad.load();
+  ex.ba.received = oa.next.load();
+  ex.ba.bytes = oa.bytes.load();
+  ex.ba.corrupt_or_foreign = oa.bad.load();
   return ex;
 }
 
@@ -234,7 +250,8 @@ int run_demo(const DemoOptions& opts) {
   } else {
     fmt::print(stderr, "demo: path a->b ready; sending {} frames each way\n", opts.frames);
     ex = exchange(*a, *b, opts.frames);
-    if (ex.interrupted) problem = "interrupted";
+    if (ex.engine_failed) problem = "the data path did not start: " + emulator::last_error();
+    else if (ex.interrupted) problem = "interrupted";
     else if (ex.timed_out) problem = "frames stopped arriving (timed out after 5 s)";
     ok = !ex.interrupted && !ex.timed_out && ex.ab.received == opts.frames && ex.ba.received == opts.frames;
   }
@@ -276,6 +293,7 @@ int run_demo(const DemoOptions& opts) {
     fmt::print("coemu demo summary\n");
     fmt::print("  mode        {}\n", mode == "netns" ? "network-namespace lab (2 namespaces, 2 TAPs, bridges, veth)"
                                                       : "in-process memory wire (" + why_memory + ")");
+    fmt::print("  stack       miniport + data path on each node, a PVC (VCI 1 at b, 2 at a)\n");
     fmt::print("  a -> b      {} sent, {} received intact, {:.1f} Mbit/s\n", ex.ab.sent, ex.ab.received, mbps_ab);
     fmt::print("  b -> a      {} sent, {} received intact, {:.1f} Mbit/s\n", ex.ba.sent, ex.ba.received, mbps_ba);
     fmt::print("  duration    {:.3f} s\n", ex.seconds);

@@ -1,6 +1,7 @@
-// The two-node demo behind `coemu demo` and tools/demo.sh: two nodes exchange
-// DATA frames both ways over a real namespace lab (root) or the memory wire,
-// record node a's traffic to pcap, tear everything down and summarize.
+// The two-node demo behind `coemu demo` and tools/demo.sh: two nodes (each a
+// miniport and a data path) move checked payloads both ways on a PVC over a
+// real namespace lab (root) or the memory wire, record node a's traffic to
+// pcap, tear everything down and summarize.
 #pragma once
 
 #include <cstdint>
