@@ -210,9 +210,9 @@ Rate engine_throughput(Path& p, size_t payload, double seconds, const BenchDatap
   // A client keeps a window of sends outstanding and sleeps (futex) while it
   // is full, as a real one would, instead of spinning on a full ring: on two
   // cores a spinning client takes the CPU the I/O threads need.
-  // The window covers about 4 MB of frames (64..2048 frames), so large
+  // The window covers about 2 MB of frames (32..2048 frames), so large
   // frames cycle through cache-warm buffers.
-  const uint64_t window = std::clamp<uint64_t>((4u << 20) / (payload + 22), 64, 2048);
+  const uint64_t window = std::clamp<uint64_t>((2u << 20) / (payload + 22), 32, 2048);
   const auto end = Clock::now() + std::chrono::duration<double>(seconds);
   const auto t0 = Clock::now();
   while (Clock::now() < end) {
