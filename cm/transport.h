@@ -1,0 +1,148 @@
+// Transport: the reliable signaling transport of PROTOCOL.md section 3.2 as a
+// sans-I/O state machine. It is fed SIG frames and the time, and returns the
+// frames to send, the message bodies to deliver (in order, exactly once) and
+// peer events; it never reads a clock, sleeps or sends.
+//
+//   Transport t(my_incarnation, {});
+//   Actions a;
+//   t.send(peer, body, now, a);            // MSG out (or queued behind the window)
+//   t.on_frame(peer, frame, now, a);       // MSG/ACK/RESET in
+//   t.on_timer(now, a);                    // at t.next_deadline(): resends, bare ACKs, peer down
+//   for (auto& f : a.frames) wire(f); for (auto& m : a.delivered) cm(m); ...
+//
+// Associations are kept per peer MAC with the peer's incarnation; a peer that
+// restarts, resets us or stays silent through max_retries expiries is
+// reported so the call manager can clear its calls (cause 41).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "cm/sig_codec.h"
+#include "miniport/mac_address.h"
+#include "miniport/time.h"
+
+namespace cm {
+
+using miniport::Duration;
+using miniport::MacAddress;
+using miniport::Time;
+
+struct TransportConfig {
+  uint32_t window = 64;                                // unacknowledged MSGs per peer
+  Duration rto_initial = std::chrono::milliseconds(50);
+  Duration rto_max = std::chrono::seconds(2);
+  uint32_t max_retries = 8;                            // the peer is down at this consecutive expiry
+  Duration ack_delay = std::chrono::milliseconds(5);   // a bare ACK when no MSG carries the ack by then
+  size_t max_queued = 4096;                            // MSGs waiting behind the window, per peer
+};
+
+struct OutFrame {
+  MacAddress peer;
+  SigHeader hdr;
+  std::vector<uint8_t> body;  // empty for ACK and RESET
+};
+
+struct Delivered {
+  MacAddress peer;
+  std::vector<uint8_t> body;
+};
+
+enum class PeerEventKind : uint8_t {
+  kDown,       // max_retries consecutive expiries without an ack
+  kRestarted,  // a MSG with seq 1 from a new incarnation
+  kReset,      // the peer sent RESET for our current incarnation
+};
+
+struct PeerEvent {
+  MacAddress peer;
+  PeerEventKind kind;
+};
+
+// What one call into the transport asks its owner to do.
+struct Actions {
+  std::vector<OutFrame> frames;
+  std::vector<Delivered> delivered;
+  std::vector<PeerEvent> events;
+  void clear() {
+    frames.clear();
+    delivered.clear();
+    events.clear();
+  }
+};
+
+struct TransportCounters {
+  uint64_t msgs_sent = 0, retransmits = 0, acks_sent = 0, resets_sent = 0;
+  uint64_t delivered = 0, duplicates = 0, out_of_window = 0, ack_above_sent = 0;
+  uint64_t dropped_opening = 0;  // seq > 1 from a peer still opening (its seq 1 was lost)
+  uint64_t stale_resets = 0;     // RESETs for an earlier life of ours, ignored
+};
+
+class Transport {
+ public:
+  Transport(uint32_t incarnation, const TransportConfig& cfg = {});
+
+  // Sends one message body to peer. Errors: kResources when max_queued
+  // messages already wait behind the window (back-pressure to the CM);
+  // kInvalidLength for a body over 65535 bytes.
+  [[nodiscard]] Result<void> send(const MacAddress& peer, std::span<const uint8_t> body, Time now, Actions& out);
+
+  // A MSG, ACK or RESET frame from peer (HELLOs belong to the neighbor table).
+  void on_frame(const MacAddress& peer, const SigFrame& f, Time now, Actions& out);
+
+  // Runs what is due at `now`: retransmissions with backoff, bare ACKs, and
+  // peers declared down.
+  void on_timer(Time now, Actions& out);
+  [[nodiscard]] std::optional<Time> next_deadline() const;
+
+  // The neighbor table saw peer's HELLO: learn its incarnation, and when it
+  // changed, drop the old association (reported as kRestarted).
+  void peer_incarnation(const MacAddress& peer, uint32_t incarnation, Actions& out);
+  // Forgets a peer without telling anyone (its calls are already cleared).
+  void forget(const MacAddress& peer);
+
+  [[nodiscard]] uint32_t incarnation() const noexcept { return incarnation_; }
+  [[nodiscard]] const TransportCounters& counters() const noexcept { return c_; }
+  [[nodiscard]] bool has_association(const MacAddress& peer) const;
+  [[nodiscard]] size_t unacked(const MacAddress& peer) const;
+
+ private:
+  struct Pending {
+    uint32_t seq;
+    std::vector<uint8_t> body;
+  };
+  struct Assoc {
+    uint32_t peer_inc = 0;   // 0 = not known yet
+    uint32_t next_seq = 1;   // next MSG we send
+    std::deque<Pending> unacked;
+    std::deque<std::vector<uint8_t>> queued;  // behind the window
+    uint32_t delivered = 0;  // highest seq delivered in order (our ack)
+    std::map<uint32_t, std::vector<uint8_t>> reorder;
+    Duration rto{};
+    uint32_t expiries = 0;
+    std::optional<Time> rto_at;
+    std::optional<Time> ack_at;
+  };
+  struct MacLess {
+    bool operator()(const MacAddress& a, const MacAddress& b) const { return a.bytes < b.bytes; }
+  };
+
+  SigHeader header(SigKind kind, const Assoc& a, uint32_t seq) const;
+  void transmit(const MacAddress& peer, Assoc& a, const Pending& p, Time now, Actions& out);
+  void fill_window(const MacAddress& peer, Assoc& a, Time now, Actions& out);
+  void process_ack(const MacAddress& peer, Assoc& a, uint32_t ack, Time now, Actions& out);
+  void send_reset(const MacAddress& peer, uint32_t their_incarnation, Actions& out);
+  void send_ack(const MacAddress& peer, Assoc& a, Actions& out);
+  void on_msg(const MacAddress& peer, const SigFrame& f, Time now, Actions& out);
+
+  uint32_t incarnation_;
+  TransportConfig cfg_;
+  std::map<MacAddress, Assoc, MacLess> assocs_;
+  TransportCounters c_;
+};
+
+}  // namespace cm
