@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cm/slot_table.h"
 #include "miniport/status.h"
 
 namespace cm {
@@ -90,39 +91,32 @@ class AddressFamilies {
 
   [[nodiscard]] bool usable(AfOpenId id) const;  // open and not closing
   [[nodiscard]] uint64_t client(AfOpenId id) const;
-  [[nodiscard]] size_t opens() const noexcept { return live_; }
+  [[nodiscard]] size_t opens() const noexcept { return opens_.size(); }
 
  private:
   struct Entry {
-    uint32_t gen = 0;
-    bool live = false;
     uint64_t client = 0;
     uint32_t af = 0;
     AfOpenState state = AfOpenState::kOpening;
     uint32_t held[3] = {0, 0, 0};
   };
-  Entry* get(AfOpenId id);
-  const Entry* get(AfOpenId id) const;
-  void release(uint32_t slot);
   static bool idle(const Entry& e) { return e.held[0] == 0 && e.held[1] == 0 && e.held[2] == 0; }
 
   AfOptions opts_;
   std::vector<uint32_t> afs_;
-  std::vector<Entry> slots_;
-  std::vector<uint32_t> free_;
-  size_t live_ = 0;
+  SlotTable<Entry, AfOpenId> opens_;
   bool cm_closing_ = false;
 };
 
 template <class Done>
 void AddressFamilies::poll_closes(Done&& done) {
-  for (uint32_t i = 0; i < slots_.size(); ++i) {
-    Entry& e = slots_[i];
-    if (e.live && e.state == AfOpenState::kClosing && idle(e)) {
-      const AfOpenId id{i, e.gen};
-      release(i);
-      done(id);
-    }
+  std::vector<AfOpenId> finished;
+  opens_.for_each([&](AfOpenId id, const Entry& e) {
+    if (e.state == AfOpenState::kClosing && idle(e)) finished.push_back(id);
+  });
+  for (AfOpenId id : finished) {
+    opens_.remove(id);
+    done(id);
   }
 }
 

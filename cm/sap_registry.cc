@@ -1,14 +1,8 @@
 #include "cm/sap_registry.h"
 
+#include <algorithm>
+
 namespace cm {
-
-SapRegistry::Entry* SapRegistry::get(SapId id) {
-  if (id.slot >= slots_.size()) return nullptr;
-  Entry& e = slots_[id.slot];
-  return e.live && e.gen == id.gen ? &e : nullptr;
-}
-
-const SapRegistry::Entry* SapRegistry::get(SapId id) const { return const_cast<SapRegistry*>(this)->get(id); }
 
 Result<SapId> SapRegistry::add(uint64_t client, const SapSpec& spec) {
   const SapValue v{spec.type, spec.value};
@@ -16,76 +10,56 @@ Result<SapId> SapRegistry::add(uint64_t client, const SapSpec& spec) {
                      spec.type <= static_cast<uint16_t>(SapType::kWildcard);
   // The CM "does not recognise the SAP specification" (R21): INVALID_DATA.
   if (!known || !valid_sap(v)) return miniport::fail(Status::kInvalidData);
-  for (const Entry& e : slots_) {
-    // A SAP being deregistered still holds its value until it is gone.
-    if (e.live && e.spec == spec) return miniport::fail(Status::kSapInUse);
-  }
-  uint32_t slot;
-  if (!free_.empty()) {
-    slot = free_.back();
-    free_.pop_back();
-  } else {
-    slot = static_cast<uint32_t>(slots_.size());
-    slots_.emplace_back();
-  }
-  Entry& e = slots_[slot];
-  e.live = true;
-  e.client = client;
-  e.spec = spec;
-  e.state = SapState::kRegistering;
-  ++live_;
-  return SapId{slot, e.gen};
+  bool taken = false;
+  // A SAP being deregistered still holds its value until it is gone.
+  saps_.for_each([&](SapId, const Entry& e) { taken |= e.spec == spec; });
+  if (taken) return miniport::fail(Status::kSapInUse);
+  return saps_.add(Entry{client, spec, SapState::kRegistering});
 }
 
 Result<void> SapRegistry::complete(SapId id) {
-  Entry* e = get(id);
+  Entry* e = saps_.get(id);
   if (!e || e->state != SapState::kRegistering) return miniport::fail(Status::kFailure);
   e->state = SapState::kRegistered;
   return {};
 }
 
 Result<void> SapRegistry::begin_remove(SapId id) {
-  Entry* e = get(id);
+  Entry* e = saps_.get(id);
   if (!e || e->state == SapState::kDeregistering) return miniport::fail(Status::kFailure);
   e->state = SapState::kDeregistering;
   return {};
 }
 
 Result<void> SapRegistry::finish_remove(SapId id) {
-  Entry* e = get(id);
+  Entry* e = saps_.get(id);
   if (!e || e->state != SapState::kDeregistering) return miniport::fail(Status::kFailure);
-  e->live = false;
-  e->spec = {};
-  ++e->gen;
-  free_.push_back(id.slot);
-  --live_;
+  saps_.remove(id);
   return {};
 }
 
 std::optional<SapId> SapRegistry::find_for_call(const SapValue& called) const {
-  std::optional<SapId> wildcard;
+  std::optional<SapId> wildcard, exact;
   const bool wants_wildcard = called.type == static_cast<uint16_t>(SapType::kWildcard);
-  for (uint32_t i = 0; i < slots_.size(); ++i) {
-    const Entry& e = slots_[i];
-    if (!e.live || e.state == SapState::kDeregistering) continue;
+  saps_.for_each([&](SapId id, const Entry& e) {
+    if (e.state == SapState::kDeregistering) return;
     if (e.spec.type == static_cast<uint16_t>(SapType::kWildcard)) {
-      wildcard = SapId{i, e.gen};
-      continue;
+      wildcard = id;
+    } else if (!wants_wildcard && e.spec.type == called.type && e.spec.value.size() == called.value.size() &&
+               std::equal(e.spec.value.begin(), e.spec.value.end(), called.value.begin())) {
+      exact = id;
     }
-    if (!wants_wildcard && e.spec.type == called.type && e.spec.value.size() == called.value.size() &&
-        std::equal(e.spec.value.begin(), e.spec.value.end(), called.value.begin()))
-      return SapId{i, e.gen};
-  }
-  return wildcard;
+  });
+  return exact ? exact : wildcard;
 }
 
 std::optional<SapState> SapRegistry::state(SapId id) const {
-  const Entry* e = get(id);
+  const Entry* e = saps_.get(id);
   return e ? std::optional(e->state) : std::nullopt;
 }
 
 uint64_t SapRegistry::client(SapId id) const {
-  const Entry* e = get(id);
+  const Entry* e = saps_.get(id);
   return e ? e->client : 0;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cm/sig_codec.h"
+#include "cm/slot_table.h"
 
 namespace cm {
 
@@ -61,22 +62,15 @@ class SapRegistry {
 
   [[nodiscard]] std::optional<SapState> state(SapId id) const;
   [[nodiscard]] uint64_t client(SapId id) const;
-  [[nodiscard]] size_t size() const noexcept { return live_; }
+  [[nodiscard]] size_t size() const noexcept { return saps_.size(); }
 
  private:
   struct Entry {
-    uint32_t gen = 0;
-    bool live = false;
     uint64_t client = 0;
     SapSpec spec;
     SapState state = SapState::kRegistering;
   };
-  Entry* get(SapId id);
-  const Entry* get(SapId id) const;
-
-  std::vector<Entry> slots_;
-  std::vector<uint32_t> free_;
-  size_t live_ = 0;
+  SlotTable<Entry, SapId> saps_;
 };
 
 }  // namespace cm
