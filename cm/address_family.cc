@@ -42,6 +42,11 @@ Result<AddressFamilies::CloseResult> AddressFamilies::close(AfOpenId id) {
   Entry* e = opens_.get(id);
   if (!e || e->state == AfOpenState::kClosing) return miniport::fail(Status::kFailure);  // R15: second close
   if (e->state == AfOpenState::kOpening) return miniport::fail(Status::kFailure);  // R12: nothing before completion
+  // R15: NDIS itself fails the close while SAPs or VCs remain (R14 says the
+  // client deregisters and deletes them first); only live calls reach the
+  // CM's choice of pending or refusing.
+  if (e->held[static_cast<int>(Held::kSap)] || e->held[static_cast<int>(Held::kVc)])
+    return miniport::fail(Status::kFailure);
   if (!idle(*e)) {
     if (opts_.refuse_busy_close) return miniport::fail(Status::kNotAccepted);
     e->state = AfOpenState::kClosing;  // R15 (preferred): pend until it holds nothing

@@ -46,7 +46,7 @@ enum class Held : uint8_t { kSap, kCall, kVc };
 struct AfOptions {
   // EMU choices the docs leave open (condis-spec R11, R15):
   bool open_pends = false;         // complete OpenAf later instead of at once
-  bool refuse_busy_close = false;  // NOT_ACCEPTED instead of pending while SAPs/calls/VCs remain
+  bool refuse_busy_close = false;  // NOT_ACCEPTED instead of pending while calls remain
 };
 
 class AddressFamilies {
@@ -76,9 +76,11 @@ class AddressFamilies {
   struct CloseResult {
     bool pending = false;  // poll_closes() reports it when it finishes
   };
-  // R14/R15: closes an open. The handle is dead at once. Errors: kFailure
-  // for a dead handle or a second close; kNotAccepted when refuse_busy_close
-  // is set and SAPs, calls or VCs remain (nothing changes then).
+  // R14/R15: closes an open; its handle is dead at once. With calls still
+  // live the close pends until they are gone (or, with refuse_busy_close,
+  // answers kNotAccepted and changes nothing). Errors: kFailure for a dead
+  // handle, a second close, an open not yet completed, or SAPs or VCs still
+  // held (NDIS's own check; nothing changes).
   [[nodiscard]] Result<CloseResult> close(AfOpenId id);
   // Finishes pended closes whose open holds nothing now; done(id) each.
   template <class Done>

@@ -57,12 +57,26 @@ TEST(AddressFamily, R15CloseOfAnIdleOpenFinishesAtOnceAndASecondFails) {
   EXPECT_EQ(afs.opens(), 0u);
 }
 
-TEST(AddressFamily, R15CloseWhileSapsCallsOrVcsRemainPendsUntilTheyAreGone) {
+TEST(AddressFamily, R14R15CloseWithSapsOrVcsLeftFailsAndChangesNothing) {
   AddressFamilies afs({});
   ASSERT_TRUE(afs.register_af(kCoemuAf));
   AfOpenId id = afs.open(1, kCoemuAf)->id;
   afs.add(id, Held::kSap);
+  EXPECT_EQ(afs.close(id).error(), Status::kFailure) << "deregister the SAP first";
+  EXPECT_TRUE(afs.usable(id));
+  afs.remove(id, Held::kSap);
   afs.add(id, Held::kVc);
+  EXPECT_EQ(afs.close(id).error(), Status::kFailure) << "delete the VC first";
+  afs.remove(id, Held::kVc);
+  EXPECT_TRUE(afs.close(id));
+}
+
+TEST(AddressFamily, R15CloseWhileCallsRemainPendsUntilTheyAreGone) {
+  AddressFamilies afs({});
+  ASSERT_TRUE(afs.register_af(kCoemuAf));
+  AfOpenId id = afs.open(1, kCoemuAf)->id;
+  afs.add(id, Held::kCall);
+  afs.add(id, Held::kCall);
   auto c = afs.close(id);
   ASSERT_TRUE(c);
   EXPECT_TRUE(c->pending);
@@ -71,10 +85,10 @@ TEST(AddressFamily, R15CloseWhileSapsCallsOrVcsRemainPendsUntilTheyAreGone) {
   int done = 0;
   afs.poll_closes([&](AfOpenId) { ++done; });
   EXPECT_EQ(done, 0);
-  afs.remove(id, Held::kSap);
+  afs.remove(id, Held::kCall);
   afs.poll_closes([&](AfOpenId) { ++done; });
-  EXPECT_EQ(done, 0) << "a VC remains";
-  afs.remove(id, Held::kVc);
+  EXPECT_EQ(done, 0) << "a call remains";
+  afs.remove(id, Held::kCall);
   afs.poll_closes([&](AfOpenId d) {
     ++done;
     EXPECT_EQ(d, id);
