@@ -1,0 +1,134 @@
+// CallFsm: one point-to-point call's signaling state machine (PROTOCOL.md
+// sections 4 and 6, Q.2931 state numbering), as a value: client requests,
+// messages and the time go in; messages to send, VC activations, client
+// indications and timers come out. It never sends, sleeps or reads a clock.
+//
+//   CallActions out;
+//   CallFsm c = CallFsm::outgoing(ref, now, timers, out);   // SETUP, T303
+//   c.on_message(decoded.msg, now, out);                     // CONNECT -> activate, CONNECT_ACK, complete
+//   c.close(now, out);                                       // RELEASE, T308
+//   if (auto d = c.next_deadline(); d && *d <= now) c.on_timer(now, out);
+//
+// The call manager around it fills the IEs (VCIs, SAP, traffic), runs the
+// VC actions on the miniport and delivers the indications; it frees the call
+// when an action says kFree.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "cm/sig_codec.h"
+#include "miniport/time.h"
+
+namespace cm {
+
+using miniport::Duration;
+using miniport::Time;
+
+// Q.2931 call states (the CALL_STATE IE carries these numbers).
+enum class CallState : uint8_t {
+  kNull = 0,
+  kCallInitiated = 1,       // caller: SETUP sent
+  kOutgoingProceeding = 3,  // caller: CALL_PROCEEDING received
+  kCallPresent = 6,         // callee: SETUP dispatched to the client
+  kConnectRequest = 8,      // callee: CONNECT sent
+  kIncomingProceeding = 9,  // callee: the client's answer is pending, CALL_PROCEEDING sent
+  kActive = 10,
+  kReleaseRequest = 11,     // RELEASE sent
+  kReleaseIndication = 12,  // RELEASE received, the client has not closed yet
+};
+
+struct CallTimers {  // PROTOCOL.md section 6 defaults
+  Duration t303 = std::chrono::seconds(4);
+  Duration t310 = std::chrono::seconds(10);
+  Duration t313 = std::chrono::seconds(4);
+  Duration t308 = std::chrono::seconds(4);
+  Duration t322 = std::chrono::seconds(4);
+};
+
+// What the client is told (the ProtocolCl* callbacks).
+enum class CallIndication : uint8_t {
+  kMakeCallComplete,  // status + cause: SUCCESS once the VC is active
+  kIncomingCall,      // the SETUP, for the SAP owner to accept or reject
+  kCallConnected,     // callee: data may flow both ways now (R53)
+  kIncomingClose,     // the peer or the network closed the call (R67)
+  kCloseComplete,     // our close finished (R65)
+};
+
+struct CallAction {
+  enum class Kind : uint8_t {
+    kSend,          // send `msg` (the CM adds the IEs it owns); `cause`/`state` for the CAUSE/CALL_STATE IEs
+    kActivateVc,    // activate the call's VC, sending to the peer's label `peer_vci`
+    kDeactivateVc,  // deactivate the call's VC (no data from now on)
+    kIndicate,      // tell the client `indication` with `status` and `cause`
+    kFree,          // the call is over: free its call reference
+  };
+  Kind kind = Kind::kFree;
+  MsgType msg = MsgType::kStatus;
+  std::optional<CauseIe> cause = {};
+  std::optional<uint8_t> state = {};
+  uint32_t peer_vci = 0;
+  CallIndication indication = CallIndication::kCloseComplete;
+  Status status = Status::kSuccess;
+};
+using CallActions = std::vector<CallAction>;
+
+// The NDIS status a client sees for a call refused or cleared with a cause.
+[[nodiscard]] Status status_for_cause(uint8_t cause) noexcept;
+
+class CallFsm {
+ public:
+  // Caller: SETUP goes out (the CM adds CALLED_PARTY, SAP, VCI...), T303 runs.
+  static CallFsm outgoing(uint32_t call_ref, Time now, const CallTimers& t, CallActions& out);
+  // Callee: a valid SETUP matched a SAP; the client is offered the call.
+  // `peer_vci` is the caller's label from the SETUP's VCI IE.
+  static CallFsm incoming(uint32_t call_ref, uint32_t peer_vci, const CallTimers& t, CallActions& out);
+
+  // Callee's client answers (R51/R52). accept: the VC is activated, then
+  // CONNECT goes out and T313 runs. defer: CALL_PROCEEDING, answer later.
+  // reject: RELEASE_COMPLETE with the cause, and the call is freed.
+  // Each returns false (and does nothing) in a state where it makes no sense.
+  bool accept(Time now, CallActions& out);
+  bool defer(Time now, CallActions& out);
+  bool reject(uint8_t cause, CallActions& out);
+
+  // Client close_call (R64), either side, any state. False when a close is
+  // already under way (the API answers FAILURE/CLOSING).
+  bool close(Time now, CallActions& out);
+  // Asks the peer for its state of the call (STATUS_ENQUIRY, T322).
+  void enquire(Time now, CallActions& out);
+
+  // A decoded, checked message for this call (4.2 steps 1-4 done by the CM).
+  void on_message(const Message& m, Time now, CallActions& out);
+  void on_timer(Time now, CallActions& out);
+  [[nodiscard]] std::optional<Time> next_deadline() const;
+
+  [[nodiscard]] CallState state() const noexcept { return state_; }
+  [[nodiscard]] uint32_t call_ref() const noexcept { return ref_; }
+  [[nodiscard]] bool outgoing() const noexcept { return outgoing_; }
+
+ private:
+  CallFsm(uint32_t ref, bool outgoing, const CallTimers& t) : ref_(ref), outgoing_(outgoing), t_(t) {}
+  void send(MsgType m, CallActions& out, std::optional<CauseIe> cause = std::nullopt,
+            std::optional<uint8_t> state = std::nullopt);
+  void indicate(CallIndication i, Status s, uint8_t cause, CallActions& out);
+  void free(CallActions& out);
+  void deactivate(CallActions& out);
+  void start(Duration d, Time now) { timer_ = now + d; }
+  // The call ends with `client_cause`: the client learns it as a failed
+  // make-call, an incoming close, or (after its own close) a completion;
+  // `answer` is the RELEASE_COMPLETE to send first, if any.
+  void clear(uint8_t client_cause, std::optional<CauseIe> answer, CallActions& out);
+
+  uint32_t ref_;
+  bool outgoing_;
+  CallTimers t_;
+  CallState state_ = CallState::kNull;
+  bool vc_active_ = false;
+  uint32_t peer_vci_ = 0;  // callee: the caller's label from SETUP
+  std::optional<Time> timer_;    // the state's timer (T303/T310/T313/T308)
+  std::optional<Time> enquiry_;  // T322
+};
+
+}  // namespace cm
