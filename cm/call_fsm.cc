@@ -21,6 +21,37 @@ Status status_for_cause(uint8_t c) noexcept {
   }
 }
 
+UnknownCallRef on_unknown_call_ref(MsgType type, uint32_t wire_ref) noexcept {
+  const bool from_originator = (wire_ref & kCallRefToOriginator) == 0;
+  switch (type) {
+    case MsgType::kSetup:
+    case MsgType::kAddParty:
+      // A new call only from its originator; one "to the originator" names
+      // a call we should have made and did not.
+      return from_originator ? UnknownCallRef::kNewCall : UnknownCallRef::kReleaseComplete81;
+    case MsgType::kReleaseComplete:
+    case MsgType::kStatus:
+    case MsgType::kRestartAck:
+      return UnknownCallRef::kIgnore;
+    case MsgType::kRestart:
+      return UnknownCallRef::kRestartAck;
+    case MsgType::kCallProceeding:
+    case MsgType::kConnect:
+    case MsgType::kConnectAck:
+    case MsgType::kRelease:
+    case MsgType::kAddPartyAck:
+    case MsgType::kAddPartyReject:
+    case MsgType::kDropParty:
+    case MsgType::kDropPartyAck:
+    case MsgType::kModifyRequest:
+    case MsgType::kModifyAck:
+    case MsgType::kModifyReject:
+    case MsgType::kStatusEnquiry:
+      return UnknownCallRef::kReleaseComplete81;
+  }
+  return UnknownCallRef::kReleaseComplete81;
+}
+
 namespace {
 constexpr CauseIe kAnswerToRelease{cause::kNormalClearing, 1};            // 4: RC answering RELEASE
 constexpr CauseIe kTimerClear{cause::kRecoveryOnTimerExpiry, 2};          // 6: "clear"
@@ -163,6 +194,11 @@ bool CallFsm::close(Time now, CallActions& out) {
   start(t_.t308, now);
   state_ = CallState::kReleaseRequest;
   return true;
+}
+
+void CallFsm::peer_lost(CallActions& out) {
+  if (state_ == CallState::kNull) return;
+  clear(cause::kTemporaryFailure, std::nullopt, out);
 }
 
 void CallFsm::enquire(Time now, CallActions& out) {

@@ -77,6 +77,24 @@ using CallActions = std::vector<CallAction>;
 // The NDIS status a client sees for a call refused or cleared with a cause.
 [[nodiscard]] Status status_for_cause(uint8_t cause) noexcept;
 
+// Call references (section 4): bit 31 is 0 in messages from the call's
+// originator and 1 in messages to it, so both ends share one number space.
+inline constexpr uint32_t kCallRefToOriginator = 0x80000000u;
+// The reference to put in a message about our call `ref` (ref < 2^31).
+[[nodiscard]] constexpr uint32_t wire_call_ref(uint32_t ref, bool we_originated) noexcept {
+  return we_originated ? ref : (ref | kCallRefToOriginator);
+}
+
+// What to do with a message whose call reference matches no call
+// (section 4.2 step 3).
+enum class UnknownCallRef : uint8_t {
+  kNewCall,                 // SETUP or ADD_PARTY from the originator: a new call or party
+  kReleaseComplete81,       // answer RELEASE_COMPLETE with cause 81
+  kRestartAck,              // answer RESTART with RESTART_ACK
+  kIgnore,                  // RELEASE_COMPLETE, STATUS, RESTART_ACK: nothing is sent
+};
+[[nodiscard]] UnknownCallRef on_unknown_call_ref(MsgType type, uint32_t wire_ref) noexcept;
+
 class CallFsm {
  public:
   // Caller: SETUP goes out (the CM adds CALLED_PARTY, SAP, VCI...), T303 runs.
@@ -98,6 +116,9 @@ class CallFsm {
   bool close(Time now, CallActions& out);
   // Asks the peer for its state of the call (STATUS_ENQUIRY, T322).
   void enquire(Time now, CallActions& out);
+  // The peer went down, restarted or reset the association (3.1, 3.2): the
+  // call is cleared locally with cause 41 and nothing is sent.
+  void peer_lost(CallActions& out);
 
   // A decoded, checked message for this call (4.2 steps 1-4 done by the CM).
   void on_message(const Message& m, Time now, CallActions& out);

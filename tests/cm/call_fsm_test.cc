@@ -251,6 +251,38 @@ TEST(CallFsm, R90CloseWhileMakeCallPendsFailsTheMakeCallThenCompletes) {
   EXPECT_FALSE(c.close(Time(2), out)) << "second close";
 }
 
+TEST(CallFsm, PeerLostClearsEveryStateWithCause41AndSendsNothing) {
+  Pair p;
+  p.connect();
+  p.caller.peer_lost(p.co);
+  EXPECT_EQ(find(p.co, Kind::kSend), nullptr);
+  ASSERT_NE(find(p.co, Kind::kIndicate), nullptr);
+  EXPECT_EQ(find(p.co, Kind::kIndicate)->cause->cause, cause::kTemporaryFailure);
+  EXPECT_NE(find(p.co, Kind::kDeactivateVc), nullptr);
+  CallActions out;
+  CallFsm pending = CallFsm::outgoing(2, Time(0), kT, out);
+  out.clear();
+  pending.peer_lost(out);
+  ASSERT_NE(find(out, Kind::kIndicate), nullptr);
+  EXPECT_EQ(find(out, Kind::kIndicate)->indication, CallIndication::kMakeCallComplete);
+  EXPECT_EQ(find(out, Kind::kIndicate)->status, Status::kDestOutOfOrder);
+  EXPECT_NE(find(out, Kind::kFree), nullptr);
+}
+
+TEST(CallFsm, Step3UnknownCallReferences) {
+  EXPECT_EQ(on_unknown_call_ref(MsgType::kSetup, 5), UnknownCallRef::kNewCall);
+  EXPECT_EQ(on_unknown_call_ref(MsgType::kSetup, wire_call_ref(5, false)), UnknownCallRef::kReleaseComplete81);
+  EXPECT_EQ(on_unknown_call_ref(MsgType::kAddParty, 5), UnknownCallRef::kNewCall);
+  EXPECT_EQ(on_unknown_call_ref(MsgType::kReleaseComplete, 5), UnknownCallRef::kIgnore);
+  EXPECT_EQ(on_unknown_call_ref(MsgType::kStatus, 5), UnknownCallRef::kIgnore);
+  EXPECT_EQ(on_unknown_call_ref(MsgType::kRestartAck, 0), UnknownCallRef::kIgnore);
+  EXPECT_EQ(on_unknown_call_ref(MsgType::kRestart, 9), UnknownCallRef::kRestartAck);
+  EXPECT_EQ(on_unknown_call_ref(MsgType::kConnect, 0x80000005), UnknownCallRef::kReleaseComplete81);
+  EXPECT_EQ(on_unknown_call_ref(MsgType::kRelease, 5), UnknownCallRef::kReleaseComplete81);
+  EXPECT_EQ(wire_call_ref(5, true), 5u);
+  EXPECT_EQ(wire_call_ref(5, false), 0x80000005u);
+}
+
 TEST(CallFsm, CausesMapToTheStatusesClientsSee) {
   EXPECT_EQ(status_for_cause(cause::kIncompatibleDestination), Status::kNotAccepted);
   EXPECT_EQ(status_for_cause(cause::kUnallocatedNumber), Status::kInvalidAddress);
