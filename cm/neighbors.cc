@@ -47,6 +47,10 @@ void NeighborTable::on_hello(const MacAddress& from, uint32_t incarnation, const
   n.last_heard = now;
 }
 
+void NeighborTable::heard(const MacAddress& from, Time now) {
+  if (auto it = by_mac_.find(from); it != by_mac_.end() && it->second.last_heard < now) it->second.last_heard = now;
+}
+
 void NeighborTable::on_timer(Time now, std::vector<NeighborEvent>& out) {
   for (auto it = by_mac_.begin(); it != by_mac_.end();) {
     if (now >= it->second.last_heard + cfg_.dead_interval) {

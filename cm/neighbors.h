@@ -65,6 +65,9 @@ class NeighborTable {
   // A decoded HELLO from `from` whose SIG header carried `incarnation`.
   void on_hello(const MacAddress& from, uint32_t incarnation, const Hello& h, Time now,
                 std::vector<NeighborEvent>& out);
+  // Any valid SIG frame from a known peer shows it is alive ("unheard" in
+  // 3.1 means no frame at all, not only no HELLO).
+  void heard(const MacAddress& from, Time now);
   // Peers unheard for the dead interval go down.
   void on_timer(Time now, std::vector<NeighborEvent>& out);
   // The next time something is due: a peer's dead interval or our HELLO.

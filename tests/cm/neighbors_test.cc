@@ -53,6 +53,21 @@ TEST(Neighbors, UnheardForTheDeadIntervalGoesDown) {
   EXPECT_FALSE(t.lookup("beta"));
 }
 
+TEST(Neighbors, AnyFrameFromAPeerKeepsItAlive) {
+  NeighborTable t("alpha", kMe, 1);
+  std::vector<NeighborEvent> ev;
+  const std::string beta = "beta";
+  t.on_hello(kB, 0xB, hello(beta), Time(0), ev);
+  t.heard(kB, Time(milliseconds(3000)));
+  t.heard(kC, Time(milliseconds(3000)));  // unknown: ignored
+  ev.clear();
+  t.on_timer(Time(milliseconds(3500)), ev);
+  EXPECT_TRUE(ev.empty());
+  t.on_timer(Time(milliseconds(6500)), ev);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, NeighborEventKind::kDown);
+}
+
 TEST(Neighbors, NewIncarnationMeansRestarted) {
   NeighborTable t("alpha", kMe, 1);
   std::vector<NeighborEvent> ev;

@@ -1,0 +1,437 @@
+#include "cm/call_manager.h"
+
+#include <algorithm>
+
+namespace cm {
+
+namespace {
+std::span<const uint8_t> bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+constexpr size_t kMaxBody = 2048;
+}  // namespace
+
+CallManager::CallManager(const CmConfig& cfg, miniport::VcTable& vcs)
+    : cfg_(cfg),
+      vcs_(vcs),
+      transport_(cfg.incarnation, cfg.transport),
+      neighbors_(cfg.node_address, cfg.mac, cfg.incarnation, cfg.neighbors),
+      afs_(cfg.af) {
+  (void)afs_.register_af(kCoemuAf);
+}
+
+void CallManager::start(Time now, CmOutput& out) {
+  std::vector<uint8_t> body(128);
+  auto n = encode_hello(neighbors_.hello(), body);
+  if (!n) return;
+  std::vector<uint8_t> frame(kSigHeaderLen + *n);
+  SigHeader h{SigKind::kHello, cfg_.incarnation, 0, 0, 0};  // HELLO: peer_incarnation and ack are 0
+  if (auto k = encode_sig(h, std::span(body).first(*n), frame); k) {
+    out.frames.push_back(SigOut{MacAddress::broadcast(), std::move(frame)});
+    neighbors_.hello_sent(now);
+  }
+}
+
+Result<SapId> CallManager::register_sap(AfOpenId af, const SapSpec& spec) {
+  if (!afs_.usable(af)) return miniport::fail(Status::kFailure);
+  SapId id = COEMU_TRY(saps_.add(afs_.client(af), spec));
+  (void)saps_.complete(id);  // EMU: this CM completes RegisterSap at once
+  sap_af_[id.slot] = af;
+  afs_.add(af, Held::kSap);
+  return id;
+}
+
+Status CallManager::deregister_sap(SapId sap, CmOutput& out) {
+  const uint64_t client = saps_.client(sap);
+  if (!saps_.begin_remove(sap)) return Status::kFailure;  // R24: redundant or dead
+  (void)saps_.finish_remove(sap);
+  if (auto it = sap_af_.find(sap.slot); it != sap_af_.end()) {
+    afs_.remove(it->second, Held::kSap);
+    sap_af_.erase(it);
+  }
+  ClientEvent e{ClientEvent::Kind::kDeregisterSapComplete};
+  e.client = client;
+  e.sap = sap;
+  out.events.push_back(e);
+  return Status::kPending;  // R24: always pending, then the completion
+}
+
+Result<VcId> CallManager::create_vc(AfOpenId af) {
+  if (!afs_.usable(af)) return miniport::fail(Status::kFailure);
+  VcId vc = COEMU_TRY(vcs_.create(afs_.client(af)));
+  vcs_info_[vc.slot] = VcInfo{af, afs_.client(af), std::nullopt};
+  afs_.add(af, Held::kVc);
+  return vc;
+}
+
+Status CallManager::delete_vc(VcId vc) {
+  auto it = vcs_info_.find(vc.slot);
+  if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0) return Status::kFailure;
+  if (it->second.call) return Status::kNotAccepted;  // R30: a call is on it
+  if (auto r = vcs_.remove(vc); !r) return r.error();
+  afs_.remove(it->second.af, Held::kVc);
+  vcs_info_.erase(it);
+  return Status::kSuccess;
+}
+
+CallManager::Call* CallManager::find(const Key& k) {
+  auto it = calls_.find(k);
+  return it == calls_.end() ? nullptr : &it->second;
+}
+
+Status CallManager::make_call(VcId vc, std::string_view called, const SapSpec& sap, Time now, CmOutput& out) {
+  auto it = vcs_info_.find(vc.slot);
+  if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0 || !afs_.usable(it->second.af)) return Status::kFailure;
+  if (it->second.call) return Status::kCallActive;
+  const std::string addr(called);
+  if (!valid_node_address(bytes(addr))) return Status::kInvalidAddress;
+  if (!valid_sap(SapValue{sap.type, sap.value})) return Status::kInvalidData;
+  auto mac = neighbors_.lookup(addr);
+  if (!mac) return Status::kInvalidAddress;  // no HELLO from such a node
+  const uint32_t ref = next_ref_;
+  next_ref_ = next_ref_ % 0x7FFFFFFF + 1;
+  const Key k{*mac, ref, true};
+  CallActions acts;
+  Call c{CallFsm::outgoing(ref, now, cfg_.timers, acts), *mac, addr, ref, true, vc, it->second.client,
+         it->second.af, false, sap, {}};
+  calls_.emplace(k, std::move(c));
+  it->second.call = k;
+  afs_.add(it->second.af, Held::kCall);
+  run(k, acts, now, out);
+  return Status::kPending;
+}
+
+Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmOutput& out) {
+  auto it = vcs_info_.find(vc.slot);
+  if (it == vcs_info_.end() || !it->second.call) return Status::kFailure;
+  const Key k = *it->second.call;
+  Call* c = find(k);
+  if (!c) return Status::kFailure;
+  CallActions acts;
+  const bool ok = answer == Status::kSuccess ? c->fsm.accept(now, acts) : c->fsm.reject(cause::kCallRejected, acts);
+  if (!ok) return Status::kFailure;
+  run(k, acts, now, out);
+  return Status::kSuccess;
+}
+
+Status CallManager::close_call(VcId vc, Time now, CmOutput& out) {
+  auto it = vcs_info_.find(vc.slot);
+  if (it == vcs_info_.end() || !it->second.call) return Status::kFailure;
+  const Key k = *it->second.call;
+  Call* c = find(k);
+  if (!c) return Status::kFailure;
+  CallActions acts;
+  if (!c->fsm.close(now, acts)) return Status::kFailure;  // R90: a close is under way
+  run(k, acts, now, out);
+  return Status::kPending;
+}
+
+void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) {
+  for (const CallAction& a : acts) {
+    Call* c = find(k);
+    if (!c) return;
+    switch (a.kind) {
+      case CallAction::Kind::kSend: {
+        Message m;
+        m.type = a.msg;
+        m.call_ref = wire_call_ref(c->ref, c->originated);
+        m.cause = a.cause;
+        m.call_state = a.state;
+        const std::string& me = cfg_.node_address;
+        if (a.msg == MsgType::kSetup) {
+          m.called_party = bytes(c->peer_address);
+          m.calling_party = bytes(me);
+          m.sap = SapValue{c->sap->type, c->sap->value};
+          m.vci = vcs_.rx_vci(c->vc);
+          m.bearer = 1;
+        } else if (a.msg == MsgType::kConnect) {
+          m.vci = vcs_.rx_vci(c->vc);
+        }
+        send_message(c->peer, m, now, out);
+        break;
+      }
+      case CallAction::Kind::kActivateVc:
+        (void)vcs_.activate(c->vc, miniport::VcParams{.peer = c->peer, .tx_vci = a.peer_vci});
+        break;
+      case CallAction::Kind::kDeactivateVc:
+        (void)vcs_.deactivate(c->vc);
+        break;
+      case CallAction::Kind::kIndicate: {
+        ClientEvent e{ClientEvent::Kind::kCloseCallComplete};
+        switch (a.indication) {
+          case CallIndication::kMakeCallComplete: e.kind = ClientEvent::Kind::kMakeCallComplete; break;
+          case CallIndication::kIncomingCall: e.kind = ClientEvent::Kind::kIncomingCall; break;
+          case CallIndication::kCallConnected: e.kind = ClientEvent::Kind::kCallConnected; break;
+          case CallIndication::kIncomingClose: e.kind = ClientEvent::Kind::kIncomingClose; break;
+          case CallIndication::kCloseComplete: e.kind = ClientEvent::Kind::kCloseCallComplete; break;
+        }
+        e.client = c->client;
+        e.vc = c->vc;
+        e.sap = c->incoming_sap;
+        e.status = a.status;
+        e.cause = a.cause ? a.cause->cause : 0;
+        e.peer_address = c->peer_address;
+        out.events.push_back(std::move(e));
+        break;
+      }
+      case CallAction::Kind::kFree: {
+        const Call gone = std::move(*c);
+        calls_.erase(k);
+        afs_.remove(gone.af, Held::kCall);
+        if (auto it = vcs_info_.find(gone.vc.slot); it != vcs_info_.end()) it->second.call.reset();
+        // A VC the CM made for an incoming call goes with the call, once
+        // its deactivation has drained (R66).
+        if (gone.cm_vc) retire_.push_back(gone.vc);
+        return;
+      }
+    }
+  }
+}
+
+void CallManager::send_message(const MacAddress& peer, const Message& m, Time now, CmOutput& out) {
+  std::vector<uint8_t> body(kMaxBody);
+  auto n = encode_message(m, body);
+  if (!n) return;
+  if (m.type == MsgType::kStatus) ++c_.status_sent;
+  Actions ta;
+  if (transport_.send(peer, std::span(body).first(*n), now, ta)) flush(ta, now, out);
+}
+
+void CallManager::answer(const MacAddress& peer, MsgType type, uint32_t wire_ref, std::optional<CauseIe> cause,
+                         std::optional<uint8_t> state, Time now, CmOutput& out) {
+  Message m;
+  m.type = type;
+  m.call_ref = wire_ref;
+  m.cause = cause;
+  m.call_state = state;
+  send_message(peer, m, now, out);
+}
+
+void CallManager::flush(Actions& ta, Time now, CmOutput& out) {
+  for (const OutFrame& f : ta.frames) {
+    std::vector<uint8_t> frame(kSigHeaderLen + f.body.size());
+    if (encode_sig(f.hdr, f.body, frame)) out.frames.push_back(SigOut{f.peer, std::move(frame)});
+  }
+  // Take the rest out first: handling them may send (and flush) again.
+  auto delivered = std::move(ta.delivered);
+  auto events = std::move(ta.events);
+  ta.clear();
+  for (const Delivered& d : delivered) on_message(d.peer, decode_message(d.body), now, out);
+  for (const PeerEvent& e : events) peer_gone(e.peer, now, out);
+}
+
+void CallManager::on_sig_frame(const MacAddress& src, std::span<const uint8_t> payload, Time now, CmOutput& out) {
+  auto f = decode_sig(payload);
+  if (!f) {
+    ++c_.frames_malformed;
+    return;
+  }
+  if (f->hdr.kind == SigKind::kHello) {
+    auto h = decode_hello(f->body);
+    if (!h) {
+      ++c_.hellos_dropped;
+      return;
+    }
+    std::vector<NeighborEvent> nev;
+    neighbors_.on_hello(src, f->hdr.incarnation, *h, now, nev);
+    Actions ta;
+    for (const NeighborEvent& e : nev) {
+      switch (e.kind) {
+        case NeighborEventKind::kUp:
+        case NeighborEventKind::kRestarted:
+          // A new incarnation drops the old association (and its calls).
+          transport_.peer_incarnation(e.mac, f->hdr.incarnation, ta);
+          break;
+        case NeighborEventKind::kDown:
+          peer_gone(e.mac, now, out);
+          transport_.forget(e.mac);
+          break;
+        case NeighborEventKind::kDuplicateAddress: {
+          ClientEvent ce{ClientEvent::Kind::kNeighborEvent};
+          ce.detail = "duplicate node address " + e.address + " announced by " + e.mac.to_string();
+          out.events.push_back(std::move(ce));
+          break;
+        }
+      }
+    }
+    flush(ta, now, out);
+    return;
+  }
+  neighbors_.heard(src, now);
+  Actions ta;
+  transport_.on_frame(src, *f, now, ta);
+  flush(ta, now, out);
+}
+
+void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, CmOutput& out) {
+  if (d.verdict == Verdict::kMalformed) {
+    ++c_.frames_malformed;
+    return;
+  }
+  const uint32_t wire_ref = d.msg.call_ref;
+  const uint32_t reply_ref = wire_ref ^ kCallRefToOriginator;
+  const bool to_originator = wire_ref & kCallRefToOriginator;
+  const Key k{src, wire_ref & ~kCallRefToOriginator, to_originator};
+  Call* c = find(k);
+  if (d.verdict == Verdict::kUnknownType) {
+    const uint8_t st = c ? static_cast<uint8_t>(c->fsm.state()) : 0;
+    answer(src, MsgType::kStatus, reply_ref, CauseIe{d.cause, 1}, st, now, out);
+    return;
+  }
+  const MsgType type = d.msg.type;
+  if (type == MsgType::kRestart) {
+    // RESTART clears one call or, with call_ref 0, every call with the sender.
+    if (wire_ref == 0) {
+      peer_gone(src, now, out);
+      answer(src, MsgType::kRestartAck, 0, std::nullopt, std::nullopt, now, out);
+    } else {
+      if (c) {
+        CallActions acts;
+        c->fsm.peer_lost(acts);
+        run(k, acts, now, out);
+      }
+      answer(src, MsgType::kRestartAck, reply_ref, std::nullopt, std::nullopt, now, out);
+    }
+    return;
+  }
+  if (!c) {
+    switch (on_unknown_call_ref(type, wire_ref)) {
+      case UnknownCallRef::kNewCall:
+        if (d.verdict == Verdict::kBadIe) {
+          ++c_.calls_refused;
+          answer(src, MsgType::kReleaseComplete, reply_ref, CauseIe{d.cause, 1}, std::nullopt, now, out);
+        } else if (type == MsgType::kSetup) {
+          on_setup(src, d.msg, now, out);
+        } else {
+          // ADD_PARTY (point-to-multipoint) arrives with issue 5.
+          answer(src, MsgType::kAddPartyReject, reply_ref, CauseIe{cause::kIncompatibleDestination, 1},
+                 std::nullopt, now, out);
+        }
+        return;
+      case UnknownCallRef::kReleaseComplete81:
+        answer(src, MsgType::kReleaseComplete, reply_ref, CauseIe{cause::kInvalidCallRef, 1}, std::nullopt, now,
+               out);
+        return;
+      case UnknownCallRef::kRestartAck:
+        answer(src, MsgType::kRestartAck, reply_ref, std::nullopt, std::nullopt, now, out);
+        return;
+      case UnknownCallRef::kIgnore:
+        return;
+    }
+  }
+  Message m = d.msg;
+  if (d.verdict == Verdict::kBadIe) {
+    switch (type) {
+      case MsgType::kRelease:
+      case MsgType::kReleaseComplete:
+      case MsgType::kDropParty:
+        m.cause = CauseIe{cause::kNormalUnspecified, 1};  // still clears; a bad CAUSE reads as 31
+        break;
+      case MsgType::kStatus:
+      case MsgType::kStatusEnquiry:
+        return;  // never answer a STATUS with a STATUS
+      default:
+        answer(src, MsgType::kStatus, reply_ref, CauseIe{d.cause, 1}, static_cast<uint8_t>(c->fsm.state()), now,
+               out);
+        return;
+    }
+  }
+  if (type == MsgType::kSetup) {
+    // A second SETUP on a known call (4.2 step 5).
+    answer(src, MsgType::kStatus, reply_ref, CauseIe{cause::kMessageNotCompatibleWithState, 1},
+           static_cast<uint8_t>(c->fsm.state()), now, out);
+    return;
+  }
+  CallActions acts;
+  c->fsm.on_message(m, now, acts);
+  run(k, acts, now, out);
+}
+
+void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, CmOutput& out) {
+  const uint32_t reply_ref = m.call_ref | kCallRefToOriginator;
+  auto refuse = [&](uint8_t c) {
+    ++c_.calls_refused;
+    answer(src, MsgType::kReleaseComplete, reply_ref, CauseIe{c, 1}, std::nullopt, now, out);
+  };
+  // Step 6: the called party is checked before the SAP (cause 1 wins over 88).
+  if (!m.called_party ||
+      !std::equal(m.called_party->begin(), m.called_party->end(), cfg_.node_address.begin(), cfg_.node_address.end()))
+    return refuse(cause::kUnallocatedNumber);
+  auto sap = saps_.find_for_call(*m.sap);
+  if (!sap) return refuse(cause::kIncompatibleDestination);
+  auto af_it = sap_af_.find(sap->slot);
+  if (af_it == sap_af_.end() || !afs_.usable(af_it->second)) return refuse(cause::kIncompatibleDestination);
+  const ClientId client = saps_.client(*sap);
+  // R27: the CM creates the VC for an incoming call, owned by the SAP's client.
+  auto vc = vcs_.create(client);
+  if (!vc) return refuse(cause::kResourceUnavailable);
+  std::string peer_address;
+  if (m.calling_party) peer_address.assign(m.calling_party->begin(), m.calling_party->end());
+  else if (const Neighbor* n = neighbors_.by_mac(src)) peer_address = n->address;
+  const Key k{src, m.call_ref, false};
+  CallActions acts;
+  Call c{CallFsm::incoming(m.call_ref, *m.vci, cfg_.timers, acts), src, peer_address, m.call_ref, false, *vc,
+         client, af_it->second, true, std::nullopt, *sap};
+  calls_.emplace(k, std::move(c));
+  vcs_info_[vc->slot] = VcInfo{af_it->second, client, k};
+  afs_.add(af_it->second, Held::kCall);
+  run(k, acts, now, out);
+}
+
+void CallManager::peer_gone(const MacAddress& peer, Time now, CmOutput& out) {
+  std::vector<Key> keys;
+  for (const auto& [k, c] : calls_)
+    if (k.peer == peer) keys.push_back(k);
+  for (const Key& k : keys) {
+    Call* c = find(k);
+    if (!c) continue;
+    CallActions acts;
+    c->fsm.peer_lost(acts);
+    run(k, acts, now, out);
+  }
+}
+
+void CallManager::on_timer(Time now, CmOutput& out) {
+  if (neighbors_.hello_due(now)) start(now, out);
+  std::vector<NeighborEvent> nev;
+  neighbors_.on_timer(now, nev);
+  for (const NeighborEvent& e : nev) {
+    if (e.kind != NeighborEventKind::kDown) continue;
+    peer_gone(e.mac, now, out);
+    transport_.forget(e.mac);
+  }
+  Actions ta;
+  transport_.on_timer(now, ta);
+  flush(ta, now, out);
+  std::vector<Key> due;
+  for (const auto& [k, c] : calls_)
+    if (auto d = c.fsm.next_deadline(); d && *d <= now) due.push_back(k);
+  for (const Key& k : due) {
+    if (Call* c = find(k)) {
+      CallActions acts;
+      c->fsm.on_timer(now, acts);
+      run(k, acts, now, out);
+    }
+  }
+  // CM-created VCs of freed calls go once their deactivation has drained.
+  vcs_.poll_deactivations([](VcId) {});
+  std::erase_if(retire_, [&](VcId vc) {
+    if (vcs_.state(vc) != miniport::VcState::kInactive) return false;
+    (void)vcs_.remove(vc);
+    vcs_info_.erase(vc.slot);
+    return true;
+  });
+}
+
+std::optional<Time> CallManager::next_deadline() const {
+  std::optional<Time> d;
+  auto take = [&](std::optional<Time> t) {
+    if (t && (!d || *t < *d)) d = t;
+  };
+  take(neighbors_.next_deadline());
+  take(transport_.next_deadline());
+  for (const auto& [k, c] : calls_) take(c.fsm.next_deadline());
+  return d;
+}
+
+}  // namespace cm

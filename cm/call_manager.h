@@ -1,0 +1,183 @@
+// CallManager: the node's call manager, sans-I/O. It owns the neighbor table,
+// the signaling transport, the address-family opens, the SAP registry and the
+// calls, drives the miniport's VC table, and turns client requests, SIG
+// frames and the time into SIG frames to send and client events.
+//
+//   CallManager cm(cfg, miniport.vcs());
+//   CmOutput out;
+//   cm.start(now, out);                                  // first HELLO
+//   auto af = cm.open_af(client, kCoemuAf);
+//   auto sap = cm.register_sap(af->id, spec);
+//   VcId vc = *cm.create_vc(af->id);
+//   cm.make_call(vc, "beta", spec, now, out);            // PENDING; kMakeCallComplete later
+//   cm.on_sig_frame(src_mac, eth_payload, now, out);
+//   cm.on_timer(now, out);                               // at next_deadline()
+//   for (auto& f : out.frames) send(f); for (auto& e : out.events) deliver(e);
+//
+// Point-to-point calls; parties, QoS changes and PVC OIDs come with issue 5.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cm/address_family.h"
+#include "cm/call_fsm.h"
+#include "cm/neighbors.h"
+#include "cm/sap_registry.h"
+#include "cm/transport.h"
+#include "miniport/vc_table.h"
+
+namespace cm {
+
+using miniport::VcId;
+using ClientId = uint64_t;
+
+struct CmConfig {
+  std::string node_address = {};  // 1-32 of [A-Za-z0-9._-]
+  MacAddress mac = {};
+  uint32_t incarnation = 1;       // non-zero, new at every start
+  TransportConfig transport = {};
+  NeighborConfig neighbors = {};
+  CallTimers timers = {};
+  AfOptions af = {};
+};
+
+// One SIG frame to put on the wire: Ethernet destination and the payload
+// after the Ethernet header (SIG header + body).
+struct SigOut {
+  MacAddress dst;
+  std::vector<uint8_t> payload;
+};
+
+// What a client is told (the ProtocolCl* callbacks), in order.
+struct ClientEvent {
+  enum class Kind : uint8_t {
+    kIncomingCall,       // on `sap`, new CM-created VC `vc`, from `peer_address`
+    kMakeCallComplete,   // `status` (+ `cause` on failure)
+    kCallConnected,
+    kIncomingClose,      // `status`, `cause`
+    kCloseCallComplete,
+    kDeregisterSapComplete,
+    kNeighborEvent,      // a duplicate address and the like: `detail`
+  };
+  Kind kind = Kind::kNeighborEvent;
+  ClientId client = 0;
+  VcId vc = {};
+  SapId sap = {};
+  Status status = Status::kSuccess;
+  uint8_t cause = 0;
+  std::string peer_address = {};
+  std::string detail = {};
+};
+
+struct CmOutput {
+  std::vector<SigOut> frames;
+  std::vector<ClientEvent> events;
+};
+
+struct CmCounters {
+  uint64_t frames_malformed = 0;  // SIG frames or bodies dropped (3, 4.2 step 1)
+  uint64_t hellos_dropped = 0;
+  uint64_t calls_refused = 0;     // SETUPs answered with RELEASE_COMPLETE
+  uint64_t status_sent = 0;
+};
+
+class CallManager {
+ public:
+  CallManager(const CmConfig& cfg, miniport::VcTable& vcs);
+
+  // Sends the first HELLO (then one every hello interval from on_timer).
+  void start(Time now, CmOutput& out);
+
+  // ---- client requests (R1: a final status, or kPending + an event) ----
+  [[nodiscard]] Result<AddressFamilies::OpenResult> open_af(ClientId c, uint32_t af) { return afs_.open(c, af); }
+  [[nodiscard]] AddressFamilies& afs() noexcept { return afs_; }
+  // R20-R22: registered at once (the CM completes synchronously).
+  [[nodiscard]] Result<SapId> register_sap(AfOpenId af, const SapSpec& spec);
+  // R24: kPending, then kDeregisterSapComplete; calls on it are untouched.
+  [[nodiscard]] Status deregister_sap(SapId sap, CmOutput& out);
+  // R27: a client VC for outgoing calls. Errors: kFailure for a dead AF handle.
+  [[nodiscard]] Result<VcId> create_vc(AfOpenId af);
+  // R30: kNotAccepted while a call uses it; kFailure for a dead handle.
+  [[nodiscard]] Status delete_vc(VcId vc);
+  // R37-R40: kPending, then kMakeCallComplete. Errors at once: kCallActive
+  // (the VC has a call), kFailure (dead handle), kInvalidAddress (a bad or
+  // unknown node address: no HELLO heard from it).
+  [[nodiscard]] Status make_call(VcId vc, std::string_view called, const SapSpec& sap, Time now, CmOutput& out);
+  // R51/R52: the SAP owner's answer to kIncomingCall: kSuccess accepts,
+  // anything else rejects with cause 21.
+  [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer, Time now, CmOutput& out);
+  // R64: kPending, then kCloseCallComplete. kFailure when no call or a
+  // close is already under way.
+  [[nodiscard]] Status close_call(VcId vc, Time now, CmOutput& out);
+
+  // ---- wire and time ----
+  void on_sig_frame(const MacAddress& src, std::span<const uint8_t> payload, Time now, CmOutput& out);
+  void on_timer(Time now, CmOutput& out);
+  [[nodiscard]] std::optional<Time> next_deadline() const;
+
+  [[nodiscard]] size_t calls() const noexcept { return calls_.size(); }
+  [[nodiscard]] const NeighborTable& neighbors() const noexcept { return neighbors_; }
+  [[nodiscard]] const SapRegistry& saps() const noexcept { return saps_; }
+  [[nodiscard]] const CmCounters& counters() const noexcept { return c_; }
+  [[nodiscard]] const Transport& transport() const noexcept { return transport_; }
+
+ private:
+  struct Call {
+    CallFsm fsm;
+    MacAddress peer;
+    std::string peer_address;
+    uint32_t ref = 0;           // without the direction bit
+    bool originated = false;    // we sent the SETUP
+    VcId vc;
+    ClientId client = 0;
+    AfOpenId af;
+    bool cm_vc = false;         // a VC the CM created for an incoming call
+    std::optional<SapSpec> sap; // outgoing: the called SAP, for SETUP
+    SapId incoming_sap;         // incoming: the SAP the call was offered on
+  };
+  struct Key {
+    MacAddress peer;
+    uint32_t ref;
+    bool originated;
+    bool operator<(const Key& o) const {
+      if (peer.bytes != o.peer.bytes) return peer.bytes < o.peer.bytes;
+      if (ref != o.ref) return ref < o.ref;
+      return originated < o.originated;
+    }
+  };
+  struct VcInfo {
+    AfOpenId af;
+    ClientId client = 0;
+    std::optional<Key> call;
+  };
+
+  void run(const Key& k, CallActions& acts, Time now, CmOutput& out);
+  void send_message(const MacAddress& peer, const Message& m, Time now, CmOutput& out);
+  void flush(Actions& ta, Time now, CmOutput& out);
+  void on_message(const MacAddress& src, const Decoded& d, Time now, CmOutput& out);
+  void on_setup(const MacAddress& src, const Message& m, Time now, CmOutput& out);
+  void answer(const MacAddress& peer, MsgType type, uint32_t wire_ref, std::optional<CauseIe> cause,
+              std::optional<uint8_t> state, Time now, CmOutput& out);
+  void peer_gone(const MacAddress& peer, Time now, CmOutput& out);
+  Call* find(const Key& k);
+
+  CmConfig cfg_;
+  miniport::VcTable& vcs_;
+  Transport transport_;
+  NeighborTable neighbors_;
+  AddressFamilies afs_;
+  SapRegistry saps_;
+  std::map<Key, Call> calls_;
+  std::map<uint32_t, VcInfo> vcs_info_;  // by VC slot
+  std::map<uint32_t, AfOpenId> sap_af_;  // by SAP slot
+  std::vector<VcId> retire_;             // CM-created VCs waiting for their deactivation
+  uint32_t next_ref_ = 1;
+  CmCounters c_;
+};
+
+}  // namespace cm
