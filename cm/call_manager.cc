@@ -101,28 +101,30 @@ Status CallManager::make_call(VcId vc, std::string_view called, const SapSpec& s
   return Status::kPending;
 }
 
-Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmOutput& out) {
+std::optional<CallManager::Key> CallManager::call_on(VcId vc) {
   auto it = vcs_info_.find(vc.slot);
-  if (it == vcs_info_.end() || !it->second.call) return Status::kFailure;
-  const Key k = *it->second.call;
-  Call* c = find(k);
-  if (!c) return Status::kFailure;
+  if (it == vcs_info_.end() || !it->second.call || vcs_.rx_vci(vc) == 0 || !find(*it->second.call))
+    return std::nullopt;
+  return it->second.call;
+}
+
+Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmOutput& out) {
+  const auto k = call_on(vc);
+  if (!k) return Status::kFailure;
+  Call* c = find(*k);
   CallActions acts;
   const bool ok = answer == Status::kSuccess ? c->fsm.accept(now, acts) : c->fsm.reject(cause::kCallRejected, acts);
   if (!ok) return Status::kFailure;
-  run(k, acts, now, out);
+  run(*k, acts, now, out);
   return Status::kSuccess;
 }
 
 Status CallManager::close_call(VcId vc, Time now, CmOutput& out) {
-  auto it = vcs_info_.find(vc.slot);
-  if (it == vcs_info_.end() || !it->second.call) return Status::kFailure;
-  const Key k = *it->second.call;
-  Call* c = find(k);
-  if (!c) return Status::kFailure;
+  const auto k = call_on(vc);
+  if (!k) return Status::kFailure;
   CallActions acts;
-  if (!c->fsm.close(now, acts)) return Status::kFailure;  // R90: a close is under way
-  run(k, acts, now, out);
+  if (!find(*k)->fsm.close(now, acts)) return Status::kFailure;  // R90: a close is under way
+  run(*k, acts, now, out);
   return Status::kPending;
 }
 

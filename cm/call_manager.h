@@ -165,6 +165,8 @@ class CallManager {
               std::optional<uint8_t> state, Time now, CmOutput& out);
   void peer_gone(const MacAddress& peer, Time now, CmOutput& out);
   Call* find(const Key& k);
+  // The live call on a VC handle, if the handle is live and has one.
+  std::optional<Key> call_on(VcId vc);
 
   CmConfig cfg_;
   miniport::VcTable& vcs_;

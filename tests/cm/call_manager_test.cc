@@ -76,6 +76,24 @@ struct Lab {
     take(kMacB, out);
     pump(now + milliseconds(10));
   }
+  // alpha (client 1) calls beta:42, where client 2 listens; returns alpha's
+  // VC and, once beta was offered the call, beta's.
+  std::pair<VcId, VcId> offer() {
+    VcId vc = *a.create_vc(a.open_af(1, kCoemuAf)->id);
+    (void)*b.register_sap(b.open_af(2, kCoemuAf)->id, kSap42);
+    CmOutput out;
+    EXPECT_EQ(a.make_call(vc, "beta", kSap42, now, out), Status::kPending);
+    take(kMacA, out);
+    pump(now + milliseconds(50));
+    const ClientEvent* in = last(ev_b, Ev::kIncomingCall);
+    return {vc, in ? in->vc : VcId{}};
+  }
+  void answer(VcId vc_b, Status s) {
+    CmOutput out;
+    EXPECT_EQ(b.incoming_call_complete(vc_b, s, now, out), Status::kSuccess);
+    take(kMacB, out);
+    pump(now + milliseconds(50));
+  }
   const ClientEvent* last(const std::vector<ClientEvent>& ev, Ev k) {
     for (auto it = ev.rbegin(); it != ev.rend(); ++it)
       if (it->kind == k) return &*it;
@@ -175,16 +193,8 @@ TEST(CallManager, CallToAnUnknownNodeFailsAtOnce) {
 TEST(CallManager, RejectedCallCarriesTheCauseToTheCaller) {
   Lab l;
   l.start();
-  VcId vc = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
-  (void)*l.b.register_sap(l.b.open_af(2, kCoemuAf)->id, kSap42);
-  CmOutput out;
-  ASSERT_EQ(l.a.make_call(vc, "beta", kSap42, l.now, out), Status::kPending);
-  l.take(kMacA, out);
-  l.pump(l.now + milliseconds(50));
-  const VcId vc_b = l.last(l.ev_b, Ev::kIncomingCall)->vc;
-  ASSERT_EQ(l.b.incoming_call_complete(vc_b, Status::kNotAccepted, l.now, out), Status::kSuccess);
-  l.take(kMacB, out);
-  l.pump(l.now + milliseconds(50));
+  auto [vc, vc_b] = l.offer();
+  l.answer(vc_b, Status::kNotAccepted);
   const ClientEvent* done = l.last(l.ev_a, Ev::kMakeCallComplete);
   ASSERT_NE(done, nullptr);
   EXPECT_EQ(done->status, Status::kNotAccepted);
@@ -194,16 +204,8 @@ TEST(CallManager, RejectedCallCarriesTheCauseToTheCaller) {
 TEST(CallManager, APeerThatFallsSilentHasItsCallsClearedWithCause41) {
   Lab l;
   l.start();
-  VcId vc = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
-  (void)*l.b.register_sap(l.b.open_af(2, kCoemuAf)->id, kSap42);
-  CmOutput out;
-  ASSERT_EQ(l.a.make_call(vc, "beta", kSap42, l.now, out), Status::kPending);
-  l.take(kMacA, out);
-  l.pump(l.now + milliseconds(50));
-  ASSERT_EQ(l.b.incoming_call_complete(l.last(l.ev_b, Ev::kIncomingCall)->vc, Status::kSuccess, l.now, out),
-            Status::kSuccess);
-  l.take(kMacB, out);
-  l.pump(l.now + milliseconds(50));
+  auto [vc, vc_b] = l.offer();
+  l.answer(vc_b, Status::kSuccess);
   ASSERT_EQ(l.last(l.ev_a, Ev::kMakeCallComplete)->status, Status::kSuccess);
   const Time killed = l.now;
   l.b_dead = true;
