@@ -201,6 +201,23 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
   return taken;
 }
 
+Result<void> DataPath::send_frame(std::span<const uint8_t> frame) noexcept {
+  if (frame.empty() || frame.size() > size_t{link_.mtu()} + 14 || frame.size() > pool_->buffer_size())
+    return miniport::fail(Status::kInvalidLength);
+  BufRef b = pool_->try_get();
+  if (!b) return miniport::fail(Status::kResources);
+  std::memcpy(b.data(), frame.data(), frame.size());
+  TxItem it;
+  it.len = static_cast<uint32_t>(frame.size());
+  it.raw = true;
+  it.buf = b.release();
+  if (workers_[0]->send_items(std::span(&it, 1)) != 1) {
+    BufRef back = pool_->adopt(it.buf);
+    return miniport::fail(Status::kResources);
+  }
+  return {};
+}
+
 size_t DataPath::Worker::send_items(std::span<TxItem> items) noexcept {
   const size_t inlined = opts_.inline_tx ? send_inline(items) : 0;
   const size_t queued = inlined < items.size() ? tx_ring_->push_burst(items.subspan(inlined)) : 0;
@@ -241,6 +258,11 @@ size_t DataPath::Worker::send_inline(std::span<TxItem> items) noexcept {
     if (it.status == Status::kSuccess) {
       if (wire_seen == sent) break;
       ++wire_seen;
+      if (it.raw) {
+        BufRef back = pool_->adopt(it.buf);
+        ++settled;
+        continue;
+      }
       if (err == Status::kSuccess) {
         mp_.complete_tx(it.vc, it.len, true);
       } else {
@@ -279,6 +301,10 @@ bool DataPath::Worker::deliver_done() noexcept {
 void DataPath::Worker::complete(std::span<TxItem> items, bool abort) noexcept {
   size_t n = 0;
   for (TxItem& it : items) {
+    if (it.raw) {
+      BufRef back = pool_->adopt(it.buf);  // a SIG frame: no VC, no completion
+      continue;
+    }
     Status st = it.status;
     if (st == Status::kSuccess) {
       if (abort) {
@@ -328,7 +354,7 @@ bool DataPath::Worker::do_tx() noexcept {
       for (uint32_t i = 0; i < tx_pending_; ++i) {
         TxItem& it = tx_items_[i];
         if (it.status != Status::kSuccess) continue;
-        mp_.complete_tx(it.vc, it.len, false);
+        if (!it.raw) mp_.complete_tx(it.vc, it.len, false);
         it.status = r.error();
       }
     }

@@ -151,6 +151,12 @@ class DataPath {
   // An empty buffer ends the batch (it and what follows are not taken).
   size_t send(VcId vc, std::span<TxPacket> packets) noexcept;
 
+  // Any thread: a whole Ethernet frame (the call manager's SIG frames) is
+  // copied into a pool buffer and queued on the first worker's ring; it gets
+  // no completion. Errors: kResources when the pool or ring is full;
+  // kInvalidLength for a frame that does not fit the link.
+  [[nodiscard]] Result<void> send_frame(std::span<const uint8_t> frame) noexcept;
+
   // For links without a carrier source (the memory wire): report link state.
   void indicate_carrier(bool up);
 
@@ -166,6 +172,7 @@ class DataPath {
     VcId vc;
     uint64_t cookie = 0;
     Status status = Status::kSuccess;
+    bool raw = false;  // a whole frame from send_frame(): no VC, no completion
   };
   static constexpr uint32_t kMaxBatch = 64;
 

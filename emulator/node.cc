@@ -1,0 +1,262 @@
+#include "emulator/node.h"
+
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "emulator/clock.h"
+#include "miniport/byte_order.h"
+
+namespace emulator {
+
+Node::Node(Link& link, const NodeConfig& cfg)
+    : link_(link), cfg_(cfg), mp_({.mac = cfg.mac, .mtu = link.mtu()}) {}
+
+Result<std::unique_ptr<Node>> Node::start(Link& link, const NodeConfig& cfg) {
+  const std::span<const uint8_t> addr(reinterpret_cast<const uint8_t*>(cfg.address.data()), cfg.address.size());
+  if (!cm::valid_node_address(addr)) {
+    set_last_error("node address '" + cfg.address + "': use 1-32 characters A-Z a-z 0-9 . _ -");
+    return miniport::fail(Status::kInvalidData);
+  }
+  std::unique_ptr<Node> n(new Node(link, cfg));
+  uint32_t inc = cfg.incarnation;
+  while (inc == 0) inc = std::random_device{}();  // a new life at every start (3)
+  n->cm_ = std::make_unique<cm::CallManager>(
+      cm::CmConfig{.node_address = cfg.address, .mac = cfg.mac, .incarnation = inc, .transport = cfg.transport,
+                   .neighbors = cfg.neighbors, .timers = cfg.timers},
+      n->mp_.vcs());
+  n->wake_ = COEMU_TRY(UniqueFd::eventfd());
+  int t = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (t < 0) return miniport::fail(record_errno("timerfd_create", errno));
+  n->timer_.reset(t);
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return miniport::fail(record_errno("epoll_create1", errno));
+  n->epoll_.reset(ep);
+  for (int fd : {n->wake_.get(), n->timer_.get()}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) return miniport::fail(record_errno("epoll_ctl", errno));
+  }
+  n->dp_ = COEMU_TRY(DataPath::start(link, n->mp_, *n, cfg.data));
+  n->control_ = std::jthread([p = n.get()] { p->run(); });
+  n->control_id_ = n->control_.get_id();
+  // The first HELLO goes out from the control thread.
+  n->post([p = n.get()] {
+    cm::CmOutput out;
+    p->cm_->start(steady_now(), out);
+    p->emit(out);
+  });
+  return n;
+}
+
+Node::~Node() {
+  stop_.store(true);
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t w = ::write(wake_.get(), &one, sizeof one);
+  if (control_.joinable()) control_.join();
+  if (dp_) dp_->stop();
+}
+
+ClientId Node::attach(NodeClient* c) {
+  const ClientId id = next_client_.fetch_add(1);
+  if (id >= kMaxClients) return 0;
+  clients_[id].store(c, std::memory_order_release);
+  return id;
+}
+
+NodeClient* Node::client(ClientId id) {
+  return id > 0 && id < kMaxClients ? clients_[id].load(std::memory_order_acquire) : nullptr;
+}
+
+void Node::post(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t w = ::write(wake_.get(), &one, sizeof one);
+}
+
+template <class F>
+auto Node::on_control(F&& fn) -> decltype(fn()) {
+  if (std::this_thread::get_id() == control_id_) return fn();  // from on_event: run inline
+  std::packaged_task<decltype(fn())()> task(std::forward<F>(fn));
+  auto result = task.get_future();
+  post([&task] { task(); });
+  return result.get();
+}
+
+void Node::emit(cm::CmOutput& out) {
+  for (const cm::SigOut& f : out.frames) {
+    // Ethernet header, SIG payload, padding to the 60-byte minimum.
+    std::vector<uint8_t> frame(std::max<size_t>(miniport::kEthHeaderLen + f.payload.size(), miniport::kMinEthFrame));
+    std::memcpy(frame.data(), f.dst.bytes.data(), 6);
+    std::memcpy(frame.data() + 6, cfg_.mac.bytes.data(), 6);
+    miniport::store_be16(frame.data() + 12, miniport::kEtherTypeSig);
+    std::memcpy(frame.data() + miniport::kEthHeaderLen, f.payload.data(), f.payload.size());
+    // A full ring or pool loses this copy; the transport resends MSGs and
+    // HELLOs repeat, so signaling recovers.
+    (void)dp_->send_frame(frame);
+  }
+  for (const ClientEvent& e : out.events)
+    if (NodeClient* c = client(e.client)) c->on_event(e);
+  out = {};
+}
+
+void Node::arm_timer() {
+  itimerspec its{};
+  if (auto d = cm_->next_deadline()) {
+    const auto left = std::max<int64_t>(1, (*d - steady_now()).count());
+    its.it_value.tv_sec = left / 1'000'000'000;
+    its.it_value.tv_nsec = left % 1'000'000'000;
+  }
+  ::timerfd_settime(timer_.get(), 0, &its, nullptr);
+}
+
+void Node::run() noexcept {
+  epoll_event evs[4];
+  while (!stop_.load()) {
+    std::deque<std::function<void()>> tasks;
+    std::deque<std::pair<miniport::MacAddress, std::vector<uint8_t>>> sig;
+    {
+      std::lock_guard lock(mu_);
+      tasks.swap(tasks_);
+      sig.swap(sig_);
+    }
+    cm::CmOutput out;
+    for (auto& [src, frame] : sig) {
+      cm_->on_sig_frame(src, std::span(frame).subspan(miniport::kEthHeaderLen), steady_now(), out);
+      emit(out);
+    }
+    for (auto& t : tasks) t();
+    cm_->on_timer(steady_now(), out);
+    emit(out);
+    arm_timer();
+    {
+      std::lock_guard lock(mu_);
+      if (!tasks_.empty() || !sig_.empty()) continue;
+    }
+    const int n = ::epoll_wait(epoll_.get(), evs, 4, -1);
+    for (int i = 0; i < n; ++i) {
+      uint64_t v;
+      [[maybe_unused]] ssize_t r = ::read(evs[i].data.fd, &v, sizeof v);
+    }
+  }
+}
+
+// ---- I/O threads ----
+
+void Node::on_signaling(std::span<const uint8_t> frame) {
+  miniport::MacAddress src;
+  std::memcpy(src.bytes.data(), frame.data() + 6, 6);
+  {
+    std::lock_guard lock(mu_);  // signaling is the control path, not the data path
+    sig_.emplace_back(src, std::vector<uint8_t>(frame.begin(), frame.end()));
+  }
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t w = ::write(wake_.get(), &one, sizeof one);
+}
+
+void Node::on_receive(std::span<RxPacket> packets) {
+  // Hand each run of packets with the same owner to that client at once.
+  size_t i = 0;
+  while (i < packets.size()) {
+    size_t j = i + 1;
+    while (j < packets.size() && packets[j].owner() == packets[i].owner()) ++j;
+    if (NodeClient* c = client(packets[i].owner())) c->on_receive(packets.subspan(i, j - i));
+    i = j;
+  }
+}
+
+void Node::on_send_complete(std::span<const TxCompletion> done) {
+  size_t i = 0;
+  while (i < done.size()) {
+    const uint64_t owner = mp_.vcs().owner(done[i].vc);
+    size_t j = i + 1;
+    while (j < done.size() && mp_.vcs().owner(done[j].vc) == owner) ++j;
+    if (NodeClient* c = client(owner)) c->on_send_complete(done.subspan(i, j - i));
+    i = j;
+  }
+}
+
+void Node::on_status(const miniport::StatusIndication&) {}
+
+// ---- requests ----
+
+Result<AfOpenId> Node::open_af(ClientId c) {
+  return on_control([&]() -> Result<AfOpenId> {
+    auto r = cm_->open_af(c, cm::kCoemuAf);
+    if (!r) return miniport::fail(r.error());
+    return r->id;
+  });
+}
+
+Status Node::close_af(AfOpenId af) {
+  return on_control([&]() -> Status {
+    auto r = cm_->afs().close(af);
+    if (!r) return r.error();
+    return r->pending ? Status::kPending : Status::kSuccess;
+  });
+}
+
+Result<SapId> Node::register_sap(AfOpenId af, const SapSpec& sap) {
+  return on_control([&] { return cm_->register_sap(af, sap); });
+}
+
+Status Node::deregister_sap(SapId sap) {
+  return on_control([&] {
+    cm::CmOutput out;
+    const Status s = cm_->deregister_sap(sap, out);
+    emit(out);
+    return s;
+  });
+}
+
+Result<VcId> Node::create_vc(AfOpenId af) {
+  return on_control([&] { return cm_->create_vc(af); });
+}
+
+Status Node::delete_vc(VcId vc) {
+  return on_control([&] { return cm_->delete_vc(vc); });
+}
+
+Status Node::make_call(VcId vc, const std::string& called, const SapSpec& sap) {
+  return on_control([&] {
+    cm::CmOutput out;
+    const Status s = cm_->make_call(vc, called, sap, steady_now(), out);
+    emit(out);
+    arm_timer();
+    return s;
+  });
+}
+
+Status Node::incoming_call_complete(VcId vc, Status answer) {
+  return on_control([&] {
+    cm::CmOutput out;
+    const Status s = cm_->incoming_call_complete(vc, answer, steady_now(), out);
+    emit(out);
+    arm_timer();
+    return s;
+  });
+}
+
+Status Node::close_call(VcId vc) {
+  return on_control([&] {
+    cm::CmOutput out;
+    const Status s = cm_->close_call(vc, steady_now(), out);
+    emit(out);
+    arm_timer();
+    return s;
+  });
+}
+
+size_t Node::calls() {
+  return on_control([&] { return cm_->calls(); });
+}
+
+}  // namespace emulator

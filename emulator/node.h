@@ -1,0 +1,127 @@
+// Node: one emulated host. A link, a miniport with its data path (I/O
+// threads), and a call manager run by one control thread (an epoll loop with
+// an eventfd for requests and received SIG frames and a timerfd for the call
+// manager's deadlines). Clients attach and make requests from any thread;
+// completions and indications reach them on the control thread, data on the
+// I/O threads.
+//
+//   auto node = Node::start(link, {.address = "alpha", .mac = mac});
+//   ClientId me = (*node)->attach(&my_client);
+//   AfOpenId af = *(*node)->open_af(me);
+//   VcId vc = *(*node)->create_vc(af);
+//   (*node)->make_call(vc, "beta", sap);      // PENDING; kMakeCallComplete later
+//   (*node)->data().send(vc, packets);        // once the call is up
+#pragma once
+
+#include <atomic>
+#include <array>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cm/call_manager.h"
+#include "emulator/data_path.h"
+
+namespace emulator {
+
+using cm::AfOpenId;
+using cm::ClientEvent;
+using cm::ClientId;
+using cm::SapId;
+using cm::SapSpec;
+
+// A client's callbacks (the ProtocolCl*/ProtocolCo* handler set).
+class NodeClient {
+ public:
+  virtual ~NodeClient() = default;
+  // Completions and indications, on the node's control thread. A client may
+  // make requests from here (they run at once, in order).
+  virtual void on_event(const ClientEvent& e) = 0;
+  // Receives on this client's VCs (I/O thread; keep or drop the packets).
+  virtual void on_receive(std::span<RxPacket> packets) { (void)packets; }
+  // Send completions on this client's VCs (I/O thread).
+  virtual void on_send_complete(std::span<const TxCompletion> done) { (void)done; }
+};
+
+struct NodeConfig {
+  std::string address;        // the node address announced in HELLOs
+  miniport::MacAddress mac;   // the node's NIC address
+  uint32_t incarnation = 0;   // 0 = pick a random non-zero one
+  cm::CallTimers timers = {};
+  cm::TransportConfig transport = {};
+  cm::NeighborConfig neighbors = {};
+  DataPathOptions data = {};
+};
+
+class Node final : private DataPathHandler {
+ public:
+  // Errors: kInvalidData for a bad node address; the data path's errors.
+  [[nodiscard]] static Result<std::unique_ptr<Node>> start(Link& link, const NodeConfig& cfg);
+  // Stops the control thread and the data path; joins both.
+  ~Node() override;
+
+  // Registers a client; its id is the owner of its VCs. Returns 0 when 63
+  // clients are attached already.
+  ClientId attach(NodeClient* client);
+
+  // Requests (any thread; from the control thread they run inline). Each
+  // returns the call manager's immediate answer; PENDING ones complete
+  // through on_event.
+  [[nodiscard]] Result<AfOpenId> open_af(ClientId c);
+  [[nodiscard]] Status close_af(AfOpenId af);
+  [[nodiscard]] Result<SapId> register_sap(AfOpenId af, const SapSpec& sap);
+  [[nodiscard]] Status deregister_sap(SapId sap);
+  [[nodiscard]] Result<VcId> create_vc(AfOpenId af);
+  [[nodiscard]] Status delete_vc(VcId vc);
+  [[nodiscard]] Status make_call(VcId vc, const std::string& called, const SapSpec& sap);
+  [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer);
+  [[nodiscard]] Status close_call(VcId vc);
+
+  [[nodiscard]] DataPath& data() noexcept { return *dp_; }
+  [[nodiscard]] miniport::Miniport& miniport() noexcept { return mp_; }
+  [[nodiscard]] const NodeConfig& config() const noexcept { return cfg_; }
+  // Calls active or being set up / torn down (read on the control thread).
+  [[nodiscard]] size_t calls();
+
+ private:
+  explicit Node(Link& link, const NodeConfig& cfg);
+  // DataPathHandler (I/O threads)
+  void on_receive(std::span<RxPacket> packets) override;
+  void on_send_complete(std::span<const TxCompletion> done) override;
+  void on_signaling(std::span<const uint8_t> frame) override;
+  void on_status(const miniport::StatusIndication& ind) override;
+
+  // Runs fn on the control thread and returns its result.
+  template <class F>
+  auto on_control(F&& fn) -> decltype(fn());
+  void post(std::function<void()> task);
+  void run() noexcept;
+  void emit(cm::CmOutput& out);
+  void arm_timer();
+  NodeClient* client(ClientId id);
+
+  Link& link_;
+  NodeConfig cfg_;
+  miniport::Miniport mp_;
+  std::unique_ptr<cm::CallManager> cm_;
+  std::unique_ptr<DataPath> dp_;
+  UniqueFd epoll_, wake_, timer_;
+  std::mutex mu_;  // guards tasks_ and sig_ (the control path; the data path never takes it)
+  std::deque<std::function<void()>> tasks_;
+  std::deque<std::pair<miniport::MacAddress, std::vector<uint8_t>>> sig_;
+  // Clients by id, read lock-free by the I/O threads (ids are never reused).
+  static constexpr ClientId kMaxClients = 64;
+  std::array<std::atomic<NodeClient*>, kMaxClients> clients_{};
+  std::atomic<ClientId> next_client_{1};
+  std::atomic<bool> stop_{false};
+  std::thread::id control_id_;
+  std::jthread control_;
+};
+
+}  // namespace emulator
