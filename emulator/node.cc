@@ -255,6 +255,10 @@ Status Node::close_call(VcId vc) {
   });
 }
 
+bool Node::knows(const std::string& address) {
+  return on_control([&] { return cm_->neighbors().lookup(address).has_value(); });
+}
+
 size_t Node::calls() {
   return on_control([&] { return cm_->calls(); });
 }

@@ -73,12 +73,8 @@ TEST(Node, CallAcrossTheMemoryWireCarriesDataAndClosesCleanly) {
   VcId vc = *(*alpha)->create_vc(af_a);
 
   // The nodes learn of each other from HELLOs; until then "beta" is unknown.
-  Status s = Status::kInvalidAddress;
-  ASSERT_TRUE(wait_for([&] {
-    s = (*alpha)->make_call(vc, "beta", kSap42);
-    return s != Status::kInvalidAddress;
-  }, std::chrono::seconds(10)));
-  ASSERT_EQ(s, Status::kPending);
+  ASSERT_TRUE(wait_for([&] { return (*alpha)->knows("beta"); }, std::chrono::seconds(10)));
+  ASSERT_EQ((*alpha)->make_call(vc, "beta", kSap42), Status::kPending);
   ASSERT_TRUE(wait_for([&] { return caller.find(Ev::kMakeCallComplete).has_value(); }, std::chrono::seconds(10)));
   ASSERT_EQ(caller.find(Ev::kMakeCallComplete)->status, Status::kSuccess);
   ASSERT_TRUE(wait_for([&] { return listener.find(Ev::kCallConnected).has_value(); }, std::chrono::seconds(10)));

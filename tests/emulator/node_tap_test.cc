@@ -1,0 +1,153 @@
+// Two nodes on TAPs bridged in a namespace of the test's own: calls over the
+// real stack, refusals by cause, and a peer that dies.
+#include <gtest/gtest.h>
+
+#include <mutex>
+
+#include "emulator/node.h"
+#include "emulator/route_netlink.h"
+#include "emulator/tap_device.h"
+#include "net_test_util.h"
+#include "node_pair.h"
+
+namespace emulator {
+namespace {
+
+using coemu_test::wait_for;
+using miniport::MacAddress;
+using Ev = ClientEvent::Kind;
+using std::chrono::seconds;
+
+const SapSpec kSap42{1, {0, 42}};
+
+class Recorder : public NodeClient {
+ public:
+  Node* node = nullptr;
+  bool accept = false;
+  std::mutex mu;
+  std::vector<ClientEvent> events;
+  void on_event(const ClientEvent& e) override {
+    if (accept && e.kind == Ev::kIncomingCall) {
+      EXPECT_EQ(node->incoming_call_complete(e.vc, Status::kSuccess), Status::kSuccess);
+    }
+    if (e.kind == Ev::kIncomingClose) {
+      EXPECT_EQ(node->close_call(e.vc), Status::kPending);
+    }
+    std::lock_guard lock(mu);
+    events.push_back(e);
+  }
+  size_t count(Ev k) {
+    std::lock_guard lock(mu);
+    return static_cast<size_t>(std::count_if(events.begin(), events.end(), [&](auto& e) { return e.kind == k; }));
+  }
+  std::optional<ClientEvent> last(Ev k) {
+    std::lock_guard lock(mu);
+    for (auto it = events.rbegin(); it != events.rend(); ++it)
+      if (it->kind == k) return *it;
+    return std::nullopt;
+  }
+};
+
+class TapCalls : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    COEMU_REQUIRE(coemu_test::enter_fresh_netns());
+    auto nl = RouteNetlink::open();
+    ASSERT_TRUE(nl.has_value());
+    ASSERT_TRUE(nl->add_bridge("coebr0"));
+    for (const char* n : {"coet0", "coet1"}) {
+      auto t = TapDevice::open({.name = n});
+      ASSERT_TRUE(t.has_value()) << last_error();
+      ASSERT_TRUE(nl->enslave("coebr0", n));
+      ASSERT_TRUE(nl->set_up(n, true));
+      taps_.push_back(std::move(*t));
+    }
+    ASSERT_TRUE(nl->set_up("coebr0", true));
+    auto a = Node::start(*taps_[0], {.address = "alpha", .mac = MacAddress::local(0xa)});
+    auto b = Node::start(*taps_[1], {.address = "beta", .mac = MacAddress::local(0xb)});
+    ASSERT_TRUE(a && b) << last_error();
+    alpha_ = std::move(*a);
+    beta_ = std::move(*b);
+    caller_.node = alpha_.get();
+    listener_.node = beta_.get();
+    listener_.accept = true;
+    ca_ = alpha_->attach(&caller_);
+    cb_ = beta_->attach(&listener_);
+    af_a_ = *alpha_->open_af(ca_);
+    af_b_ = *beta_->open_af(cb_);
+    ASSERT_TRUE(beta_->register_sap(af_b_, kSap42));
+    // Calls need the callee's HELLO first.
+    ASSERT_TRUE(wait_for([&] { return alpha_->knows("beta") && beta_->knows("alpha"); }, seconds(10)));
+  }
+  // One call alpha -> beta:sap; returns alpha's VC once it is up (or failed).
+  std::optional<ClientEvent> call(VcId vc, const SapSpec& sap) {
+    const size_t before = caller_.count(Ev::kMakeCallComplete);
+    EXPECT_EQ(alpha_->make_call(vc, "beta", sap), Status::kPending);
+    if (!wait_for([&] { return caller_.count(Ev::kMakeCallComplete) > before; }, seconds(10))) return std::nullopt;
+    return caller_.last(Ev::kMakeCallComplete);
+  }
+  void TearDown() override {
+    alpha_.reset();
+    beta_.reset();
+  }
+
+  std::vector<std::unique_ptr<TapDevice>> taps_;
+  std::unique_ptr<Node> alpha_, beta_;
+  Recorder caller_, listener_;
+  ClientId ca_ = 0, cb_ = 0;
+  AfOpenId af_a_, af_b_;
+};
+
+TEST_F(TapCalls, ThousandCallsSetUpUsedAndTornDown) {
+  for (int i = 0; i < 1000; ++i) {
+    VcId vc = *alpha_->create_vc(af_a_);
+    auto done = call(vc, kSap42);
+    ASSERT_TRUE(done.has_value()) << "call " << i;
+    ASSERT_EQ(done->status, Status::kSuccess) << "call " << i;
+    EXPECT_EQ(coemu_test::send_seq(alpha_->data(), vc, 0, 3), 3u);
+    const size_t closed = caller_.count(Ev::kCloseCallComplete);
+    ASSERT_EQ(alpha_->close_call(vc), Status::kPending);
+    ASSERT_TRUE(wait_for([&] { return caller_.count(Ev::kCloseCallComplete) > closed; }, seconds(10))) << i;
+    ASSERT_TRUE(wait_for([&] { return alpha_->delete_vc(vc) == Status::kSuccess; }, seconds(10))) << i;
+  }
+  EXPECT_TRUE(wait_for([&] { return alpha_->calls() == 0 && beta_->calls() == 0; }, seconds(10)));
+  EXPECT_TRUE(wait_for([&] { return beta_->miniport().vcs().in_use() == 0; }, seconds(10)));
+  EXPECT_EQ(alpha_->miniport().vcs().in_use(), 0u);
+}
+
+TEST_F(TapCalls, CallToAnUnregisteredSapIsRefusedWithCause88) {
+  VcId vc = *alpha_->create_vc(af_a_);
+  auto done = call(vc, SapSpec{1, {0, 7}});
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->status, Status::kNotAccepted);
+  EXPECT_EQ(done->cause, cm::cause::kIncompatibleDestination);
+}
+
+TEST_F(TapCalls, CallToAnUnknownNodeIsRefusedAtOnce) {
+  VcId vc = *alpha_->create_vc(af_a_);
+  EXPECT_EQ(alpha_->make_call(vc, "gamma", kSap42), Status::kInvalidAddress);
+}
+
+TEST_F(TapCalls, DuplicateSapAcrossTwoClientsIsSapInUse) {
+  Recorder other;
+  other.node = beta_.get();
+  AfOpenId af = *beta_->open_af(beta_->attach(&other));
+  auto r = beta_->register_sap(af, kSap42);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), Status::kSapInUse);
+}
+
+TEST_F(TapCalls, KillingThePeerClearsItsCallsWithinTheDeadInterval) {
+  VcId vc = *alpha_->create_vc(af_a_);
+  auto done = call(vc, kSap42);
+  ASSERT_TRUE(done && done->status == Status::kSuccess);
+  const auto t0 = std::chrono::steady_clock::now();
+  beta_.reset();  // the peer node dies: no RELEASE, no more HELLOs
+  ASSERT_TRUE(wait_for([&] { return caller_.count(Ev::kIncomingClose) > 0; }, seconds(10)));
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_LE(waited, std::chrono::milliseconds(3500 + 1500)) << "dead interval 3.5 s plus one check";
+  EXPECT_EQ(caller_.last(Ev::kIncomingClose)->cause, cm::cause::kTemporaryFailure);
+}
+
+}  // namespace
+}  // namespace emulator
