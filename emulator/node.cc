@@ -255,6 +255,10 @@ Status Node::close_call(VcId vc) {
   });
 }
 
+uint32_t Node::vcs_in_use() {
+  return on_control([&] { return mp_.vcs().in_use(); });
+}
+
 bool Node::knows(const std::string& address) {
   return on_control([&] { return cm_->neighbors().lookup(address).has_value(); });
 }

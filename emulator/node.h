@@ -88,6 +88,8 @@ class Node final : private DataPathHandler {
   [[nodiscard]] const NodeConfig& config() const noexcept { return cfg_; }
   // Calls active or being set up / torn down (read on the control thread).
   [[nodiscard]] size_t calls();
+  // VCs that exist on this node (read on the control thread, which changes them).
+  [[nodiscard]] uint32_t vcs_in_use();
   // Whether a HELLO from `address` has been heard (and not timed out).
   [[nodiscard]] bool knows(const std::string& address);
 

@@ -111,8 +111,8 @@ TEST_F(TapCalls, ThousandCallsSetUpUsedAndTornDown) {
     ASSERT_TRUE(wait_for([&] { return alpha_->delete_vc(vc) == Status::kSuccess; }, seconds(10))) << i;
   }
   EXPECT_TRUE(wait_for([&] { return alpha_->calls() == 0 && beta_->calls() == 0; }, seconds(10)));
-  EXPECT_TRUE(wait_for([&] { return beta_->miniport().vcs().in_use() == 0; }, seconds(10)));
-  EXPECT_EQ(alpha_->miniport().vcs().in_use(), 0u);
+  EXPECT_TRUE(wait_for([&] { return beta_->vcs_in_use() == 0; }, seconds(10)));
+  EXPECT_EQ(alpha_->vcs_in_use(), 0u);
 }
 
 TEST_F(TapCalls, CallToAnUnregisteredSapIsRefusedWithCause88) {

@@ -91,7 +91,7 @@ TEST(Node, CallAcrossTheMemoryWireCarriesDataAndClosesCleanly) {
   ASSERT_TRUE(wait_for([&] { return listener.find(Ev::kCloseCallComplete).has_value(); }, std::chrono::seconds(10)));
   EXPECT_TRUE(wait_for([&] { return (*alpha)->calls() == 0 && (*beta)->calls() == 0; }, std::chrono::seconds(10)));
   EXPECT_TRUE(wait_for([&] { return (*alpha)->delete_vc(vc) == Status::kSuccess; }, std::chrono::seconds(10)));
-  EXPECT_TRUE(wait_for([&] { return (*beta)->miniport().vcs().in_use() == 0; }, std::chrono::seconds(10)))
+  EXPECT_TRUE(wait_for([&] { return (*beta)->vcs_in_use() == 0; }, std::chrono::seconds(10)))
       << "beta's VC for the incoming call is gone";
 }
 
