@@ -14,6 +14,7 @@
 #include "emulator/route_netlink.h"
 #include "emulator/tap_device.h"
 #include "miniport/byte_order.h"
+#include "bridged_taps.h"
 #include "net_test_util.h"
 #include "node_pair.h"
 
@@ -31,19 +32,10 @@ class MultiQueue : public ::testing::Test {
  protected:
   void SetUp() override {
     COEMU_REQUIRE(coemu_test::enter_fresh_netns());
-    auto nl = RouteNetlink::open();
-    ASSERT_TRUE(nl.has_value());
-    ASSERT_TRUE(nl->add_bridge("coebr0"));
-    auto mq = TapDevice::open({.name = "coemq", .queues = 4});
-    auto peer = TapDevice::open({.name = "coepeer"});
-    ASSERT_TRUE(mq && peer) << last_error();
-    mq_ = std::move(*mq);
-    peer_ = std::move(*peer);
-    for (const char* n : {"coemq", "coepeer"}) {
-      ASSERT_TRUE(nl->enslave("coebr0", n));
-      ASSERT_TRUE(nl->set_up(n, true));
-    }
-    ASSERT_TRUE(nl->set_up("coebr0", true));
+    auto taps = coemu_test::bridged_taps({{.name = "coemq", .queues = 4}, {.name = "coepeer"}});
+    ASSERT_EQ(taps.size(), 2u) << last_error();
+    mq_ = std::move(taps[0]);
+    peer_ = std::move(taps[1]);
     if (auto r = mq_->steer_by_vci(); !r) GTEST_SKIP() << "no eBPF steering here: " << last_error();
   }
   std::unique_ptr<TapDevice> mq_, peer_;

@@ -7,6 +7,7 @@
 #include "emulator/node.h"
 #include "emulator/route_netlink.h"
 #include "emulator/tap_device.h"
+#include "bridged_taps.h"
 #include "net_test_util.h"
 #include "node_pair.h"
 
@@ -52,17 +53,8 @@ class TapCalls : public ::testing::Test {
  protected:
   void SetUp() override {
     COEMU_REQUIRE(coemu_test::enter_fresh_netns());
-    auto nl = RouteNetlink::open();
-    ASSERT_TRUE(nl.has_value());
-    ASSERT_TRUE(nl->add_bridge("coebr0"));
-    for (const char* n : {"coet0", "coet1"}) {
-      auto t = TapDevice::open({.name = n});
-      ASSERT_TRUE(t.has_value()) << last_error();
-      ASSERT_TRUE(nl->enslave("coebr0", n));
-      ASSERT_TRUE(nl->set_up(n, true));
-      taps_.push_back(std::move(*t));
-    }
-    ASSERT_TRUE(nl->set_up("coebr0", true));
+    taps_ = coemu_test::bridged_taps({{.name = "coet0"}, {.name = "coet1"}});
+    ASSERT_EQ(taps_.size(), 2u) << last_error();
     auto a = Node::start(*taps_[0], {.address = "alpha", .mac = MacAddress::local(0xa)});
     auto b = Node::start(*taps_[1], {.address = "beta", .mac = MacAddress::local(0xb)});
     ASSERT_TRUE(a && b) << last_error();
