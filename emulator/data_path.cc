@@ -398,38 +398,46 @@ bool DataPath::Worker::do_rx_ring() noexcept {
     const uint8_t* data = scratch ? &slot_scratch_[size_t{i} * pool_->buffer_size()] : posted_[i].data();
     std::span<const uint8_t> frame(data, static_cast<size_t>(res));
     tap_->account_rx(q_, frame);
-    const miniport::RxVerdict v = mp_.classify(frame);
-    switch (v.kind) {
-      case RxKind::kSig: h_.on_signaling(frame); break;
-      case RxKind::kDrop: break;
-      case RxKind::kData:
-        if (scratch) {
-          mp_.rx_drop_after_lookup(v, /*pool_empty=*/true);
-          break;
-        }
-        mp_.rx_handed_over(v);
-        RxPacket& p = rx_packets_[out++];
-        p.buf_ = std::move(posted_[i]);
-        p.buf_.set_size(static_cast<uint32_t>(frame.size()));
-        p.table_ = &mp_.vcs();
-        p.vc_ = v.hit.id;
-        p.owner_ = v.hit.owner;
-        p.off_ = v.payload_off;
-        p.len_ = v.payload_len;
-        break;
-    }
+    sort(frame, scratch ? nullptr : &posted_[i], out);
   });
   // Re-arm every free slot with one submission.
   bool rearmed = false;
   for (uint32_t i = 0; i < opts_.batch; ++i)
     if (!armed_[i]) rearmed |= arm(i);
   if (rearmed) (void)rx_ring_->submit();
+  indicate(out, n);
+  return n > 0;
+}
+
+void DataPath::Worker::sort(std::span<const uint8_t> frame, BufRef* buf, size_t& out) noexcept {
+  const miniport::RxVerdict v = mp_.classify(frame);
+  switch (v.kind) {
+    case RxKind::kSig: h_.on_signaling(frame); break;
+    case RxKind::kDrop: break;
+    case RxKind::kData:
+      if (!buf) {
+        mp_.rx_drop_after_lookup(v, /*pool_empty=*/true);
+        break;
+      }
+      mp_.rx_handed_over(v);
+      RxPacket& p = rx_packets_[out++];
+      p.buf_ = std::move(*buf);
+      p.buf_.set_size(static_cast<uint32_t>(frame.size()));
+      p.table_ = &mp_.vcs();
+      p.vc_ = v.hit.id;
+      p.owner_ = v.hit.owner;
+      p.off_ = v.payload_off;
+      p.len_ = v.payload_len;
+      break;
+  }
+}
+
+void DataPath::Worker::indicate(size_t out, size_t frames) noexcept {
   if (out) {
     h_.on_receive(std::span(rx_packets_).first(out));
     for (size_t i = 0; i < out; ++i) rx_packets_[i].release();
   }
-  if (n) rx_batches_.fetch_add(1, std::memory_order_relaxed);
-  return n > 0;
+  if (frames) rx_batches_.fetch_add(1, std::memory_order_relaxed);
 }
 
 bool DataPath::Worker::do_rx() noexcept {
@@ -446,34 +454,11 @@ bool DataPath::Worker::do_rx() noexcept {
   size_t out = 0;
   for (size_t i = 0; i < n; ++i) {
     std::span<const uint8_t> frame(rx_slots_[i].buf.data(), rx_slots_[i].len);
-    const miniport::RxVerdict v = mp_.classify(frame);
-    switch (v.kind) {
-      case RxKind::kSig: h_.on_signaling(frame); break;
-      case RxKind::kDrop: break;
-      case RxKind::kData:
-        if (!got_bufs) {
-          mp_.rx_drop_after_lookup(v, /*pool_empty=*/true);
-          break;
-        }
-        mp_.rx_handed_over(v);
-        RxPacket& p = rx_packets_[out++];
-        p.buf_ = std::move(rx_bufs_[i]);
-        p.buf_.set_size(static_cast<uint32_t>(frame.size()));
-        p.table_ = &mp_.vcs();
-        p.vc_ = v.hit.id;
-        p.owner_ = v.hit.owner;
-        p.off_ = v.payload_off;
-        p.len_ = v.payload_len;
-        break;
-    }
+    sort(frame, got_bufs ? &rx_bufs_[i] : nullptr, out);
   }
   // Unused buffers go back (they stay in rx_bufs_ otherwise: reset them).
   for (size_t i = 0; i < got_bufs; ++i) rx_bufs_[i].reset();
-  if (out) {
-    h_.on_receive(std::span(rx_packets_).first(out));
-    for (size_t i = 0; i < out; ++i) rx_packets_[i].release();
-  }
-  if (n) rx_batches_.fetch_add(1, std::memory_order_relaxed);
+  indicate(out, n);
   return n > 0;
 }
 

@@ -194,6 +194,11 @@ class DataPath {
     bool do_tx() noexcept;
     bool do_rx() noexcept;
     bool do_rx_ring() noexcept;
+    // Sorts one received frame; a DATA frame for an owner takes *buf (none:
+    // dropped as pool-empty) into the next RxPacket.
+    void sort(std::span<const uint8_t> frame, BufRef* buf, size_t& out) noexcept;
+    // Hands the batch's packets to the handler and takes back what it left.
+    void indicate(size_t out, size_t frames) noexcept;
     bool arm(uint32_t slot) noexcept;
     void do_events() noexcept;
     // Completes items to the handler; abort = they never reached the wire.
