@@ -251,8 +251,12 @@ VcState VcTable::state(VcId id) const noexcept {
 }
 
 uint64_t VcTable::owner(VcId id) const noexcept {
-  const Slot* s = checked(id);
-  return s ? s->owner.load(std::memory_order_relaxed) : 0;
+  // Any thread (the node routes send completions by owner on I/O threads):
+  // only atomics here, not the control-only `live` flag. A removed slot's
+  // generation moved on, and a never-created slot's owner is 0.
+  const Slot* s = slot_ptr(id.slot);
+  if (!s || s->gen.load(std::memory_order_acquire) != id.gen) return 0;
+  return s->owner.load(std::memory_order_relaxed);
 }
 
 VcCounters VcTable::counters(VcId id) const noexcept {

@@ -109,6 +109,7 @@ class VcTable {
   // bad handle.
   [[nodiscard]] uint32_t rx_vci(VcId id) const noexcept;
   [[nodiscard]] VcState state(VcId id) const noexcept;
+  // Any thread; 0 for a dead handle.
   [[nodiscard]] uint64_t owner(VcId id) const noexcept;
   [[nodiscard]] VcCounters counters(VcId id) const noexcept;
   [[nodiscard]] uint32_t in_use() const noexcept { return in_use_; }
