@@ -41,24 +41,43 @@ void Transport::fill_window(const MacAddress& peer, Assoc& a, Time now, Actions&
   }
 }
 
-void Transport::process_ack(const MacAddress& peer, Assoc& a, uint32_t ack, Time now, Actions& out) {
-  if (ack == 0) return;
+bool Transport::process_ack(const MacAddress& peer, Assoc& a, uint32_t ack, Time now, Actions& out) {
+  if (ack == 0) return false;
   if (ack >= a.next_seq) {
     ++c_.ack_above_sent;  // acks something never sent: ignored (3.2)
-    return;
+    return false;
   }
   bool advanced = false;
   while (!a.unacked.empty() && a.unacked.front().seq <= ack) {
     a.unacked.pop_front();
     advanced = true;
   }
-  if (!advanced) return;
+  if (!advanced) return false;
   // An ack that advances ends the backoff.
   a.rto = cfg_.rto_initial;
   a.expiries = 0;
+  a.same_acks = 0;
   a.rto_at.reset();
   fill_window(peer, a, now, out);
   if (!a.unacked.empty() && !a.rto_at) a.rto_at = now + a.rto;
+  return true;
+}
+
+void Transport::on_bare_ack(const MacAddress& peer, Assoc& a, uint32_t ack, Time now, Actions& out) {
+  if (process_ack(peer, a, ack, now, out) || a.unacked.empty()) return;
+  // The peer holds MSGs past a gap and still waits for our oldest: resend it
+  // once per gap, without touching the RTO or its backoff.
+  if (cfg_.fast_retransmit_acks != 0 && ack + 1 == a.unacked.front().seq &&
+      ++a.same_acks == cfg_.fast_retransmit_acks) {
+    resend_oldest(peer, a, out);
+    ++c_.fast_retransmits;
+  }
+}
+
+void Transport::resend_oldest(const MacAddress& peer, Assoc& a, Actions& out) {
+  out.frames.push_back(OutFrame{peer, header(SigKind::kMsg, a, a.unacked.front().seq), a.unacked.front().body});
+  ++c_.retransmits;
+  a.ack_at.reset();  // it carries the ack
 }
 
 void Transport::send_reset(const MacAddress& peer, uint32_t their_incarnation, Actions& out) {
@@ -90,7 +109,7 @@ void Transport::on_frame(const MacAddress& peer, const SigFrame& f, Time now, Ac
       Assoc& a = it->second;
       if (a.peer_inc == 0) a.peer_inc = f.hdr.incarnation;
       if (a.peer_inc != f.hdr.incarnation) return;  // from another life of the peer
-      process_ack(peer, a, f.hdr.ack, now, out);
+      on_bare_ack(peer, a, f.hdr.ack, now, out);
       return;
     }
     case SigKind::kReset: {
@@ -149,6 +168,11 @@ void Transport::on_msg(const MacAddress& peer, const SigFrame& f, Time now, Acti
     }
   } else if (seq - a.delivered <= cfg_.window) {
     if (!a.reorder.emplace(seq, std::vector<uint8_t>(f.body.begin(), f.body.end())).second) ++c_.duplicates;
+    // A gap: tell the sender now, so that repeated acks can trigger its resend.
+    if (cfg_.fast_retransmit_acks != 0) {
+      send_ack(peer, a, out);
+      return;
+    }
   } else {
     ++c_.out_of_window;
     return;
@@ -168,9 +192,8 @@ void Transport::on_timer(Time now, Actions& out) {
         continue;
       }
       // Resend the oldest unacknowledged MSG; back off up to rto_max.
-      out.frames.push_back(OutFrame{peer, header(SigKind::kMsg, a, a.unacked.front().seq), a.unacked.front().body});
-      ++c_.retransmits;
-      a.ack_at.reset();
+      resend_oldest(peer, a, out);
+      a.same_acks = 0;
       a.rto = std::min(a.rto * 2, cfg_.rto_max);
       a.rto_at = now + a.rto;
     }

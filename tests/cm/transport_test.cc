@@ -25,7 +25,8 @@ uint32_t num(const std::vector<uint8_t>& b) { return uint32_t{b[0]} << 24 | b[1]
 // generator: every run is the same run.
 class Net {
  public:
-  Net(uint32_t inc_a = 0xA0A0, uint32_t inc_b = 0xB0B0) : a(inc_a), b(inc_b) {}
+  Net(uint32_t inc_a = 0xA0A0, uint32_t inc_b = 0xB0B0, const TransportConfig& cfg = {})
+      : a(inc_a, cfg), b(inc_b, cfg) {}
 
   Transport a, b;
   double loss = 0, dup = 0;
@@ -176,6 +177,104 @@ TEST(Transport, AMsgCarriesTheAckSoNoBareAckFollows) {
   acts.clear();
   b.on_timer(Time(milliseconds(6)), acts);
   EXPECT_TRUE(acts.frames.empty());
+}
+
+TEST(Transport, AMsgPastAGapIsAckedAtOnce) {
+  Transport b(0xB);
+  Actions acts;
+  b.on_frame(kA, SigFrame{SigHeader{SigKind::kMsg, 0xA, 0, 1, 0}, {}}, Time(0), acts);
+  acts.clear();
+  b.on_frame(kA, SigFrame{SigHeader{SigKind::kMsg, 0xA, 0xB, 3, 0}, {}}, Time(1), acts);
+  EXPECT_TRUE(acts.delivered.empty()) << "seq 2 is missing";
+  ASSERT_EQ(acts.frames.size(), 1u);
+  EXPECT_EQ(acts.frames[0].hdr.kind, SigKind::kAck);
+  EXPECT_EQ(acts.frames[0].hdr.ack, 1u);
+}
+
+// Sends MSGs 1-5 from a to b and has b ack 1: seq 2 is the oldest unacked.
+Transport sender_with_oldest_two(const TransportConfig& cfg, Actions& acts) {
+  Transport a(0xA, cfg);
+  for (uint32_t i = 1; i <= 5; ++i) EXPECT_TRUE(a.send(kB, msg(i), Time(0), acts));
+  a.on_frame(kB, SigFrame{SigHeader{SigKind::kAck, 0xB, 0xA, 0, 1}, {}}, Time(1), acts);
+  acts.clear();
+  return a;
+}
+
+TEST(Transport, ThirdRepeatedAckResendsTheOldestOnceBeforeTheRto) {
+  Actions acts;
+  Transport a = sender_with_oldest_two({.fast_retransmit_acks = 3}, acts);
+  const SigFrame same{SigHeader{SigKind::kAck, 0xB, 0xA, 0, 1}, {}};
+  a.on_frame(kB, same, Time(2), acts);
+  a.on_frame(kB, same, Time(3), acts);
+  EXPECT_TRUE(acts.frames.empty());
+  a.on_frame(kB, same, Time(4), acts);
+  ASSERT_EQ(acts.frames.size(), 1u);
+  EXPECT_EQ(acts.frames[0].hdr.seq, 2u);
+  EXPECT_EQ(acts.frames[0].body, msg(2));
+  EXPECT_EQ(a.counters().fast_retransmits, 1u);
+  acts.clear();
+  a.on_frame(kB, same, Time(5), acts);
+  EXPECT_TRUE(acts.frames.empty()) << "once per gap";
+  EXPECT_EQ(a.next_deadline(), Time(1) + milliseconds(50)) << "the RTO runs on, not backed off";
+  // The gap closes; the next one gets its own fast resend.
+  a.on_frame(kB, SigFrame{SigHeader{SigKind::kAck, 0xB, 0xA, 0, 3}, {}}, Time(6), acts);
+  const SigFrame at3{SigHeader{SigKind::kAck, 0xB, 0xA, 0, 3}, {}};
+  for (int i = 0; i < 3; ++i) a.on_frame(kB, at3, Time(7 + i), acts);
+  ASSERT_EQ(acts.frames.size(), 1u);
+  EXPECT_EQ(acts.frames[0].hdr.seq, 4u);
+}
+
+TEST(Transport, ByDefaultTheFirstAckThatShowsAGapResends) {
+  Actions acts;
+  Transport a = sender_with_oldest_two({}, acts);
+  a.on_frame(kB, SigFrame{SigHeader{SigKind::kAck, 0xB, 0xA, 0, 1}, {}}, Time(2), acts);
+  ASSERT_EQ(acts.frames.size(), 1u);
+  EXPECT_EQ(acts.frames[0].hdr.seq, 2u);
+}
+
+TEST(Transport, FastRetransmitOffWaitsForTheRto) {
+  Actions acts;
+  Transport a = sender_with_oldest_two({.fast_retransmit_acks = 0}, acts);
+  for (int i = 0; i < 5; ++i) a.on_frame(kB, SigFrame{SigHeader{SigKind::kAck, 0xB, 0xA, 0, 1}, {}}, Time(2 + i), acts);
+  EXPECT_TRUE(acts.frames.empty());
+  EXPECT_EQ(a.counters().fast_retransmits, 0u);
+  Transport b(0xB, {.fast_retransmit_acks = 0});
+  b.on_frame(kA, SigFrame{SigHeader{SigKind::kMsg, 0xA, 0, 1, 0}, {}}, Time(0), acts);
+  b.on_frame(kA, SigFrame{SigHeader{SigKind::kMsg, 0xA, 0xB, 3, 0}, {}}, Time(1), acts);
+  EXPECT_TRUE(acts.frames.empty()) << "3.2 alone: the ack waits for the delay";
+}
+
+// The same seeded lossy stream with and without fast retransmit: every
+// message arrives either way, and the repair by repeated acks finishes it in
+// far less (simulated) time than the RTO alone.
+TEST(Transport, FastRetransmitRepairsLossSoonerThanTheRto) {
+  auto finish = [](uint32_t fast, uint64_t* fast_count) {
+    Net n(0xA0A0, 0xB0B0, {.fast_retransmit_acks = fast});
+    n.loss = 0.1;
+    n.jitter = microseconds(200);
+    Actions acts;
+    for (uint32_t i = 0; i < 2000; ++i) {
+      n.run_until(n.now + microseconds(50));  // a steady stream, not one burst
+      n.now += microseconds(50);
+      EXPECT_TRUE(n.a.send(kB, msg(i), n.now, acts));
+      n.apply(kA, acts);
+    }
+    while (n.got_b.size() < 2000 && n.step()) {
+    }
+    EXPECT_EQ(n.got_b.size(), 2000u);
+    for (uint32_t i = 0; i < n.got_b.size(); ++i) EXPECT_EQ(n.got_b[i], i);
+    *fast_count = n.a.counters().fast_retransmits;
+    return n.now;
+  };
+  uint64_t fast_on = 0, fast_three = 0, fast_off = 0;
+  const Time with = finish(1, &fast_on);
+  const Time with_three = finish(3, &fast_three);
+  const Time without = finish(0, &fast_off);
+  EXPECT_GT(fast_on, 50u);
+  EXPECT_GT(fast_three, 50u);
+  EXPECT_EQ(fast_off, 0u);
+  EXPECT_LT((with - Time(0)) * 2, without - Time(0)) << "at least 2x sooner";
+  EXPECT_LT((with_three - Time(0)) * 2, without - Time(0)) << "at least 2x sooner";
 }
 
 TEST(Transport, AtMostAWindowOfUnackedMessages) {

@@ -80,13 +80,15 @@ class Checker : public emulator::DataPathHandler {
   size_t held_count_ = 0;
 };
 
-// Waits (bounded) until pred() holds.
+// Waits (bounded) until pred() holds. It naps between looks rather than
+// yielding: a yield loop is a core-eating stream of syscalls that starves the
+// nodes' threads on a 2-core machine.
 template <class Pred>
 bool wait_for(Pred pred, std::chrono::seconds limit = std::chrono::seconds(60)) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (!pred()) {
     if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   return true;
 }
