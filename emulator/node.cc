@@ -263,6 +263,10 @@ bool Node::knows(const std::string& address) {
   return on_control([&] { return cm_->neighbors().lookup(address).has_value(); });
 }
 
+Node::SigCounters Node::sig_counters() {
+  return on_control([&] { return SigCounters{cm_->counters(), cm_->transport().counters()}; });
+}
+
 size_t Node::calls() {
   return on_control([&] { return cm_->calls(); });
 }

@@ -90,6 +90,12 @@ class Node final : private DataPathHandler {
   [[nodiscard]] size_t calls();
   // VCs that exist on this node (read on the control thread, which changes them).
   [[nodiscard]] uint32_t vcs_in_use();
+  // The call manager's and its signaling transport's counters.
+  struct SigCounters {
+    cm::CmCounters cm;
+    cm::TransportCounters transport;
+  };
+  [[nodiscard]] SigCounters sig_counters();
   // Whether a HELLO from `address` has been heard (and not timed out).
   [[nodiscard]] bool knows(const std::string& address);
 
