@@ -8,7 +8,7 @@
 //   auto o = afs.open(client, kCoemuAf);           // R11: id (+ pending?)
 //   afs.add(o->id, Held::kSap) ... remove(...)     // what the open still holds
 //   auto c = afs.close(o->id);                     // R15: done, pending or refused
-//   afs.poll_closes([](AfOpenId) { ...complete... });
+//   afs.poll_closes([](AfOpenId, uint64_t client) { ...complete... });
 //
 // What an open holds (SAPs, calls, VCs) is counted here by the call manager,
 // so a close knows whether it may finish.
@@ -82,7 +82,7 @@ class AddressFamilies {
   // handle, a second close, an open not yet completed, or SAPs or VCs still
   // held (NDIS's own check; nothing changes).
   [[nodiscard]] Result<CloseResult> close(AfOpenId id);
-  // Finishes pended closes whose open holds nothing now; done(id) each.
+  // Finishes pended closes whose open holds nothing now; done(id, client) each.
   template <class Done>
   void poll_closes(Done&& done);
 
@@ -112,13 +112,13 @@ class AddressFamilies {
 
 template <class Done>
 void AddressFamilies::poll_closes(Done&& done) {
-  std::vector<AfOpenId> finished;
+  std::vector<std::pair<AfOpenId, uint64_t>> finished;
   opens_.for_each([&](AfOpenId id, const Entry& e) {
-    if (e.state == AfOpenState::kClosing && idle(e)) finished.push_back(id);
+    if (e.state == AfOpenState::kClosing && idle(e)) finished.emplace_back(id, e.client);
   });
-  for (AfOpenId id : finished) {
+  for (auto [id, client] : finished) {
     opens_.remove(id);
-    done(id);
+    done(id, client);
   }
 }
 

@@ -16,8 +16,63 @@ CallManager::CallManager(const CmConfig& cfg, miniport::VcTable& vcs)
       vcs_(vcs),
       transport_(cfg.incarnation, cfg.transport),
       neighbors_(cfg.node_address, cfg.mac, cfg.incarnation, cfg.neighbors),
-      afs_(cfg.af) {
+      afs_(AfOptions{.open_pends = cfg.open_af_pends.has_value(), .refuse_busy_close = cfg.af.refuse_busy_close}) {
   (void)afs_.register_af(kCoemuAf);
+}
+
+Result<Issued<AfOpenId>> CallManager::open_af(ClientId c, uint32_t af, Time now) {
+  auto r = COEMU_TRY(afs_.open(c, af));
+  if (r.pending) completions_.push_back(Completion{now + *cfg_.open_af_pends, r.id, std::nullopt});
+  return Issued<AfOpenId>{r.id, r.pending};
+}
+
+Status CallManager::close_af(AfOpenId af) {
+  auto r = afs_.close(af);
+  if (!r) return r.error();
+  return r->pending ? Status::kPending : Status::kSuccess;
+}
+
+void CallManager::notify_close_afs(CmOutput& out) {
+  for (AfOpenId id : afs_.begin_cm_close()) {
+    ClientEvent e{ClientEvent::Kind::kNotifyCloseAf};
+    e.client = afs_.client(id);
+    e.af = id;
+    e.address_family = kCoemuAf;
+    out.events.push_back(e);
+  }
+}
+
+void CallManager::settle_closes(CmOutput& out) {
+  afs_.poll_closes([&](AfOpenId id, uint64_t client) {
+    ClientEvent e{ClientEvent::Kind::kCloseAfComplete};
+    e.client = client;
+    e.af = id;
+    out.events.push_back(e);
+  });
+}
+
+void CallManager::run_completions(Time now, CmOutput& out) {
+  std::vector<Completion> due;
+  std::erase_if(completions_, [&](const Completion& c) {
+    if (c.at > now) return false;
+    due.push_back(c);
+    return true;
+  });
+  for (const Completion& c : due) {
+    if (c.af) {
+      if (!afs_.complete_open(*c.af, Status::kSuccess)) continue;
+      ClientEvent e{ClientEvent::Kind::kOpenAfComplete};
+      e.client = afs_.client(*c.af);
+      e.af = *c.af;
+      out.events.push_back(e);
+    } else if (c.sap) {
+      if (!saps_.complete(*c.sap)) continue;  // deregistered meanwhile
+      ClientEvent e{ClientEvent::Kind::kRegisterSapComplete};
+      e.client = saps_.client(*c.sap);
+      e.sap = *c.sap;
+      out.events.push_back(e);
+    }
+  }
 }
 
 void CallManager::start(Time now, CmOutput& out) {
@@ -32,17 +87,22 @@ void CallManager::start(Time now, CmOutput& out) {
   }
 }
 
-Result<SapId> CallManager::register_sap(AfOpenId af, const SapSpec& spec) {
+Result<Issued<SapId>> CallManager::register_sap(AfOpenId af, const SapSpec& spec, Time now) {
   if (!afs_.usable(af)) return miniport::fail(Status::kFailure);
   SapId id = COEMU_TRY(saps_.add(afs_.client(af), spec));
-  (void)saps_.complete(id);  // EMU: this CM completes RegisterSap at once
   sap_af_[id.slot] = af;
   afs_.add(af, Held::kSap);
-  return id;
+  if (cfg_.register_sap_pends) {
+    completions_.push_back(Completion{now + *cfg_.register_sap_pends, std::nullopt, id});
+    return Issued<SapId>{id, true};
+  }
+  (void)saps_.complete(id);
+  return Issued<SapId>{id, false};
 }
 
 Status CallManager::deregister_sap(SapId sap, CmOutput& out) {
   const uint64_t client = saps_.client(sap);
+  if (saps_.state(sap) != SapState::kRegistered) return Status::kFailure;  // R22: not the client's handle yet
   if (!saps_.begin_remove(sap)) return Status::kFailure;  // R24: redundant or dead
   (void)saps_.finish_remove(sap);
   if (auto it = sap_af_.find(sap.slot); it != sap_af_.end()) {
@@ -184,6 +244,7 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
         // A VC the CM made for an incoming call goes with the call, once
         // its deactivation has drained (R66).
         if (gone.cm_vc) retire_.push_back(gone.vc);
+        settle_closes(out);
         return;
       }
     }
@@ -394,6 +455,7 @@ void CallManager::peer_gone(const MacAddress& peer, Time now, CmOutput& out) {
 }
 
 void CallManager::on_timer(Time now, CmOutput& out) {
+  run_completions(now, out);
   if (neighbors_.hello_due(now)) start(now, out);
   std::vector<NeighborEvent> nev;
   neighbors_.on_timer(now, nev);
@@ -433,6 +495,7 @@ std::optional<Time> CallManager::next_deadline() const {
   take(neighbors_.next_deadline());
   take(transport_.next_deadline());
   for (const auto& [k, c] : calls_) take(c.fsm.next_deadline());
+  for (const Completion& c : completions_) take(c.at);
   return d;
 }
 

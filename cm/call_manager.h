@@ -43,7 +43,23 @@ struct CmConfig {
   TransportConfig transport = {};
   NeighborConfig neighbors = {};
   CallTimers timers = {};
+  // EMU choices the docs leave open: whether a close with live calls pends
+  // (default) or is refused (R15). af.open_pends is set from open_af_pends.
   AfOptions af = {};
+  // EMU (R11/R12, R20/R22): OpenAf and RegisterSap complete at once
+  // (nullopt, the default) or answer PENDING and complete this much later.
+  // A pended SAP takes calls before its completion (R23).
+  std::optional<Duration> open_af_pends = std::nullopt;
+  std::optional<Duration> register_sap_pends = std::nullopt;
+};
+
+// What a request that may pend returns (R1): the new handle, and whether a
+// completion event for it is still to come.
+template <class Id>
+struct Issued {
+  Id id;
+  bool pending = false;
+  operator Id() const { return id; }  // NOLINT(google-explicit-constructor): reads as its handle
 };
 
 // One SIG frame to put on the wire: Ethernet destination and the payload
@@ -56,6 +72,11 @@ struct SigOut {
 // What a client is told (the ProtocolCl* callbacks), in order.
 struct ClientEvent {
   enum class Kind : uint8_t {
+    kAfRegistered,       // R10: `address_family` can be opened (also told to clients attaching later)
+    kOpenAfComplete,     // R12: a pended open of `af` finished with `status`
+    kCloseAfComplete,    // R15: a pended close of `af` finished
+    kNotifyCloseAf,      // R16: the CM is closing `af`: tear down and close it
+    kRegisterSapComplete,  // R22: a pended registration of `sap` finished with `status`
     kIncomingCall,       // on `sap`, new CM-created VC `vc`, from `peer_address`
     kMakeCallComplete,   // `status` (+ `cause` on failure)
     kCallConnected,
@@ -66,6 +87,8 @@ struct ClientEvent {
   };
   Kind kind = Kind::kNeighborEvent;
   ClientId client = 0;
+  AfOpenId af = {};
+  uint32_t address_family = 0;
   VcId vc = {};
   SapId sap = {};
   Status status = Status::kSuccess;
@@ -94,11 +117,25 @@ class CallManager {
   void start(Time now, CmOutput& out);
 
   // ---- client requests (R1: a final status, or kPending + an event) ----
-  [[nodiscard]] Result<AddressFamilies::OpenResult> open_af(ClientId c, uint32_t af) { return afs_.open(c, af); }
-  [[nodiscard]] AddressFamilies& afs() noexcept { return afs_; }
-  // R20-R22: registered at once (the CM completes synchronously).
-  [[nodiscard]] Result<SapId> register_sap(AfOpenId af, const SapSpec& spec);
+  // R11/R12: with open_af_pends the open completes (kOpenAfComplete) at
+  // now + that delay; until then the handle takes no requests. Errors:
+  // kFailure for an AF type the CM did not register, or while it closes its AFs.
+  [[nodiscard]] Result<Issued<AfOpenId>> open_af(ClientId c, uint32_t af, Time now = Time{});
+  // R14/R15: kSuccess; or kPending while incoming calls still live (then
+  // kCloseAfComplete); kNotAccepted instead with af.refuse_busy_close;
+  // kFailure for a dead handle, a second close, or SAPs or VCs still held.
+  [[nodiscard]] Status close_af(AfOpenId af);
+  // R16: asks every client with an open AF to tear down and close it
+  // (kNotifyCloseAf); new opens fail from now on. all_afs_closed() tells when done.
+  void notify_close_afs(CmOutput& out);
+  [[nodiscard]] bool all_afs_closed() const noexcept { return afs_.opens() == 0; }
+  [[nodiscard]] const AddressFamilies& afs() const noexcept { return afs_; }
+  // R20-R23: registered at once, or with register_sap_pends PENDING and
+  // kRegisterSapComplete later; calls are dispatched on it meanwhile.
+  [[nodiscard]] Result<Issued<SapId>> register_sap(AfOpenId af, const SapSpec& spec, Time now = Time{});
   // R24: kPending, then kDeregisterSapComplete; calls on it are untouched.
+  // kFailure for a dead handle, a second deregister, or a SAP whose
+  // registration has not completed (its handle is not the client's yet, R22).
   [[nodiscard]] Status deregister_sap(SapId sap, CmOutput& out);
   // R27: a client VC for outgoing calls. Errors: kFailure for a dead AF handle.
   [[nodiscard]] Result<VcId> create_vc(AfOpenId af);
@@ -164,6 +201,9 @@ class CallManager {
   void answer(const MacAddress& peer, MsgType type, uint32_t wire_ref, std::optional<CauseIe> cause,
               std::optional<uint8_t> state, Time now, CmOutput& out);
   void peer_gone(const MacAddress& peer, Time now, CmOutput& out);
+  // Completes pended AF closes whose open holds nothing any more.
+  void settle_closes(CmOutput& out);
+  void run_completions(Time now, CmOutput& out);
   Call* find(const Key& k);
   // The live call on a VC handle, if the handle is live and has one.
   std::optional<Key> call_on(VcId vc);
@@ -178,6 +218,12 @@ class CallManager {
   std::map<uint32_t, VcInfo> vcs_info_;  // by VC slot
   std::map<uint32_t, AfOpenId> sap_af_;  // by SAP slot
   std::vector<VcId> retire_;             // CM-created VCs waiting for their deactivation
+  struct Completion {                    // a pended open or registration, due at `at`
+    Time at;
+    std::optional<AfOpenId> af;
+    std::optional<SapId> sap;
+  };
+  std::vector<Completion> completions_;
   uint32_t next_ref_ = 1;
   CmCounters c_;
 };

@@ -27,7 +27,8 @@ Result<std::unique_ptr<Node>> Node::start(Link& link, const NodeConfig& cfg) {
   while (inc == 0) inc = std::random_device{}();  // a new life at every start (3)
   n->cm_ = std::make_unique<cm::CallManager>(
       cm::CmConfig{.node_address = cfg.address, .mac = cfg.mac, .incarnation = inc, .transport = cfg.transport,
-                   .neighbors = cfg.neighbors, .timers = cfg.timers},
+                   .neighbors = cfg.neighbors, .timers = cfg.timers, .af = cfg.af,
+                   .open_af_pends = cfg.open_af_pends, .register_sap_pends = cfg.register_sap_pends},
       n->mp_.vcs());
   n->wake_ = COEMU_TRY(UniqueFd::eventfd());
   int t = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -66,6 +67,14 @@ ClientId Node::attach(NodeClient* c) {
   const ClientId id = next_client_.fetch_add(1);
   if (id >= kMaxClients) return 0;
   clients_[id].store(c, std::memory_order_release);
+  post([this, id] {
+    cm::CmOutput out;
+    ClientEvent e{ClientEvent::Kind::kAfRegistered};
+    e.client = id;
+    e.address_family = cm::kCoemuAf;
+    out.events.push_back(e);
+    emit(out);
+  });
   return id;
 }
 
@@ -103,9 +112,16 @@ void Node::emit(cm::CmOutput& out) {
     // HELLOs repeat, so signaling recovers.
     (void)dp_->send_frame(frame);
   }
-  for (const ClientEvent& e : out.events)
-    if (NodeClient* c = client(e.client)) c->on_event(e);
+  for (ClientEvent& e : out.events) queued_.push_back(std::move(e));
   out = {};
+  if (delivering_) return;  // the outer emit delivers them, in order, after this callback
+  delivering_ = true;
+  while (!queued_.empty()) {
+    const ClientEvent e = std::move(queued_.front());
+    queued_.pop_front();
+    if (NodeClient* c = client(e.client)) c->on_event(e);
+  }
+  delivering_ = false;
 }
 
 void Node::arm_timer() {
@@ -137,6 +153,10 @@ void Node::run() noexcept {
     cm_->on_timer(steady_now(), out);
     emit(out);
     arm_timer();
+    if (afs_closing_ && afs_closed_ && cm_->all_afs_closed()) {
+      afs_closed_->set_value();
+      afs_closed_.reset();
+    }
     {
       std::lock_guard lock(mu_);
       if (!tasks_.empty() || !sig_.empty()) continue;
@@ -188,24 +208,46 @@ void Node::on_status(const miniport::StatusIndication&) {}
 
 // ---- requests ----
 
-Result<AfOpenId> Node::open_af(ClientId c) {
-  return on_control([&]() -> Result<AfOpenId> {
-    auto r = cm_->open_af(c, cm::kCoemuAf);
-    if (!r) return miniport::fail(r.error());
-    return r->id;
+Result<cm::Issued<AfOpenId>> Node::open_af(ClientId c) {
+  return on_control([&] {
+    auto r = cm_->open_af(c, cm::kCoemuAf, steady_now());
+    arm_timer();
+    return r;
   });
 }
 
 Status Node::close_af(AfOpenId af) {
-  return on_control([&]() -> Status {
-    auto r = cm_->afs().close(af);
-    if (!r) return r.error();
-    return r->pending ? Status::kPending : Status::kSuccess;
+  return on_control([&] { return cm_->close_af(af); });
+}
+
+Result<cm::Issued<SapId>> Node::register_sap(AfOpenId af, const SapSpec& sap) {
+  return on_control([&] {
+    auto r = cm_->register_sap(af, sap, steady_now());
+    arm_timer();
+    return r;
   });
 }
 
-Result<SapId> Node::register_sap(AfOpenId af, const SapSpec& sap) {
-  return on_control([&] { return cm_->register_sap(af, sap); });
+Status Node::close_address_families(miniport::Duration limit) {
+  if (std::this_thread::get_id() == control_id_) {
+    set_last_error("close_address_families waits for the control thread: call it from another thread");
+    return Status::kFailure;
+  }
+  std::future<void> done = on_control([&] {
+    afs_closing_ = true;
+    afs_closed_.emplace();
+    auto f = afs_closed_->get_future();
+    cm::CmOutput out;
+    cm_->notify_close_afs(out);
+    emit(out);
+    // Clients that had nothing open, or closed inline, are done already.
+    if (cm_->all_afs_closed()) {
+      afs_closed_->set_value();
+      afs_closed_.reset();
+    }
+    return f;
+  });
+  return done.wait_for(limit) == std::future_status::ready ? Status::kSuccess : Status::kFailure;
 }
 
 Status Node::deregister_sap(SapId sap) {

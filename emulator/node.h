@@ -19,6 +19,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,8 +41,9 @@ using cm::SapSpec;
 class NodeClient {
  public:
   virtual ~NodeClient() = default;
-  // Completions and indications, on the node's control thread. A client may
-  // make requests from here (they run at once, in order).
+  // Completions and indications, on the node's control thread, one at a
+  // time and in order. A client may make requests from here: they run at
+  // once, and the events they cause come after this call returns.
   virtual void on_event(const ClientEvent& e) = 0;
   // Receives on this client's VCs (I/O thread; keep or drop the packets).
   virtual void on_receive(std::span<RxPacket> packets) { (void)packets; }
@@ -50,10 +52,15 @@ class NodeClient {
 };
 
 struct NodeConfig {
-  std::string address;        // the node address announced in HELLOs
-  miniport::MacAddress mac;   // the node's NIC address
+  std::string address = {};   // the node address announced in HELLOs
+  miniport::MacAddress mac = {};  // the node's NIC address
   uint32_t incarnation = 0;   // 0 = pick a random non-zero one
   cm::CallTimers timers = {};
+  // EMU choices (see cm::CmConfig): a busy AF close pends or is refused;
+  // OpenAf and RegisterSap complete at once or pend for this long.
+  cm::AfOptions af = {};
+  std::optional<miniport::Duration> open_af_pends = std::nullopt;
+  std::optional<miniport::Duration> register_sap_pends = std::nullopt;
   cm::TransportConfig transport = {};
   cm::NeighborConfig neighbors = {};
   DataPathOptions data = {};
@@ -67,21 +74,29 @@ class Node final : private DataPathHandler {
   ~Node() override;
 
   // Registers a client; its id is the owner of its VCs. Returns 0 when 63
-  // clients are attached already.
+  // clients are attached already. The client is then told of the node's
+  // address family (kAfRegistered, R10) on the control thread.
   ClientId attach(NodeClient* client);
 
   // Requests (any thread; from the control thread they run inline). Each
   // returns the call manager's immediate answer; PENDING ones complete
   // through on_event.
-  [[nodiscard]] Result<AfOpenId> open_af(ClientId c);
+  [[nodiscard]] Result<cm::Issued<AfOpenId>> open_af(ClientId c);
   [[nodiscard]] Status close_af(AfOpenId af);
-  [[nodiscard]] Result<SapId> register_sap(AfOpenId af, const SapSpec& sap);
+  [[nodiscard]] Result<cm::Issued<SapId>> register_sap(AfOpenId af, const SapSpec& sap);
   [[nodiscard]] Status deregister_sap(SapId sap);
   [[nodiscard]] Result<VcId> create_vc(AfOpenId af);
   [[nodiscard]] Status delete_vc(VcId vc);
   [[nodiscard]] Status make_call(VcId vc, const std::string& called, const SapSpec& sap);
   [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer);
   [[nodiscard]] Status close_call(VcId vc);
+
+  // R16/R17: the node closes its address family, as when it shuts down:
+  // every client with an open AF gets kNotifyCloseAf and tears down (closing
+  // its calls, SAPs, VCs and the AF, from its callbacks or any thread).
+  // Waits up to `limit` for the last AF to close: kSuccess, or kFailure when
+  // a client did not finish in time. New opens fail from now on.
+  [[nodiscard]] Status close_address_families(miniport::Duration limit);
 
   [[nodiscard]] DataPath& data() noexcept { return *dp_; }
   [[nodiscard]] miniport::Miniport& miniport() noexcept { return mp_; }
@@ -130,6 +145,12 @@ class Node final : private DataPathHandler {
   std::array<std::atomic<NodeClient*>, kMaxClients> clients_{};
   std::atomic<ClientId> next_client_{1};
   std::atomic<bool> stop_{false};
+  // Events wait here while a client callback runs, so a request made from
+  // inside on_event never calls back into the client re-entrantly.
+  std::deque<ClientEvent> queued_;           // control thread
+  bool delivering_ = false;                  // control thread
+  bool afs_closing_ = false;                 // control thread
+  std::optional<std::promise<void>> afs_closed_;  // set when the last AF closed
   std::thread::id control_id_;
   std::jthread control_;
 };

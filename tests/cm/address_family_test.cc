@@ -83,13 +83,13 @@ TEST(AddressFamily, R15CloseWhileCallsRemainPendsUntilTheyAreGone) {
   EXPECT_FALSE(afs.usable(id)) << "the client's handle is dead the moment it closes";
   EXPECT_EQ(afs.close(id).error(), Status::kFailure) << "second close";
   int done = 0;
-  afs.poll_closes([&](AfOpenId) { ++done; });
+  afs.poll_closes([&](AfOpenId, uint64_t) { ++done; });
   EXPECT_EQ(done, 0);
   afs.remove(id, Held::kCall);
-  afs.poll_closes([&](AfOpenId) { ++done; });
+  afs.poll_closes([&](AfOpenId, uint64_t) { ++done; });
   EXPECT_EQ(done, 0) << "a call remains";
   afs.remove(id, Held::kCall);
-  afs.poll_closes([&](AfOpenId d) {
+  afs.poll_closes([&](AfOpenId d, uint64_t) {
     ++done;
     EXPECT_EQ(d, id);
   });

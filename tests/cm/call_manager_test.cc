@@ -18,9 +18,18 @@ const SapSpec kSap42{1, {0, 42}};
 // Two call managers on one link, an explicit clock, and a wire that can
 // lose frames (fixed-seed) or be cut.
 struct Lab {
+  // cfg_a / cfg_b carry the options under test; names, MACs and
+  // incarnations are filled in.
+  explicit Lab(CmConfig cfg_a = {}, CmConfig cfg_b = {})
+      : a(named(cfg_a, "alpha", kMacA, 0xA1), vcs_a), b(named(cfg_b, "beta", kMacB, 0xB1), vcs_b) {}
+  static CmConfig named(CmConfig c, const char* name, MacAddress mac, uint32_t inc) {
+    c.node_address = name;
+    c.mac = mac;
+    c.incarnation = inc;
+    return c;
+  }
   miniport::VcTable vcs_a, vcs_b;
-  CallManager a{{.node_address = "alpha", .mac = kMacA, .incarnation = 0xA1}, vcs_a};
-  CallManager b{{.node_address = "beta", .mac = kMacB, .incarnation = 0xB1}, vcs_b};
+  CallManager a, b;
   Time now{0};
   double loss = 0;
   bool b_dead = false;
@@ -93,6 +102,11 @@ struct Lab {
     EXPECT_EQ(b.incoming_call_complete(vc_b, s, now, out), Status::kSuccess);
     take(kMacB, out);
     pump(now + milliseconds(50));
+  }
+  static std::vector<Ev> kinds(const std::vector<ClientEvent>& ev) {
+    std::vector<Ev> k;
+    for (const auto& e : ev) k.push_back(e.kind);
+    return k;
   }
   const ClientEvent* last(const std::vector<ClientEvent>& ev, Ev k) {
     for (auto it = ev.rbegin(); it != ev.rend(); ++it)
@@ -214,6 +228,152 @@ TEST(CallManager, APeerThatFallsSilentHasItsCallsClearedWithCause41) {
   ASSERT_NE(ic, nullptr);
   EXPECT_EQ(ic->cause, cause::kTemporaryFailure);
   EXPECT_FALSE(l.a.neighbors().lookup("beta")) << "down after the dead interval";
+}
+
+TEST(CallManager, R11_R12_PendedOpenCompletesLaterAndTakesNoRequestsBefore) {
+  Lab l({.open_af_pends = milliseconds(10)});
+  l.start();
+  CmOutput out;
+  const Time asked = l.now;
+  auto o = l.a.open_af(1, kCoemuAf, l.now);
+  ASSERT_TRUE(o);
+  EXPECT_TRUE(o->pending);
+  EXPECT_EQ(l.a.create_vc(o->id).error(), Status::kFailure) << "R12: nothing before the completion";
+  EXPECT_EQ(l.a.register_sap(o->id, kSap42, l.now).error(), Status::kFailure);
+  EXPECT_EQ(l.a.close_af(o->id), Status::kFailure);
+  l.pump(asked + milliseconds(9));
+  EXPECT_EQ(l.last(l.ev_a, Ev::kOpenAfComplete), nullptr);
+  l.pump(asked + milliseconds(10));
+  const ClientEvent* done = l.last(l.ev_a, Ev::kOpenAfComplete);
+  ASSERT_NE(done, nullptr);
+  EXPECT_EQ(done->client, 1u);
+  EXPECT_EQ(done->af, o->id);
+  EXPECT_EQ(done->status, Status::kSuccess);
+  EXPECT_TRUE(l.a.create_vc(o->id));
+  // The default CM (beta) completes at once: no event follows (R1).
+  auto ob = l.b.open_af(2, kCoemuAf, l.now);
+  ASSERT_TRUE(ob);
+  EXPECT_FALSE(ob->pending);
+  l.pump(l.now + milliseconds(20));
+  EXPECT_EQ(l.last(l.ev_b, Ev::kOpenAfComplete), nullptr);
+}
+
+TEST(CallManager, R22_R23_PendedSapTakesACallBeforeItsCompletion) {
+  Lab l({}, {.register_sap_pends = milliseconds(100)});
+  l.start();
+  AfOpenId af_b = l.b.open_af(2, kCoemuAf, l.now)->id;
+  const Time asked = l.now;
+  auto sap = l.b.register_sap(af_b, kSap42, l.now);
+  ASSERT_TRUE(sap);
+  EXPECT_TRUE(sap->pending);
+  CmOutput out;
+  EXPECT_EQ(l.b.deregister_sap(*sap, out), Status::kFailure) << "R22: the handle is not the client's yet";
+  VcId vc = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
+  ASSERT_EQ(l.a.make_call(vc, "beta", kSap42, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  l.pump(asked + milliseconds(50));
+  const ClientEvent* in = l.last(l.ev_b, Ev::kIncomingCall);
+  ASSERT_NE(in, nullptr) << "R23: dispatched while the registration pends";
+  EXPECT_EQ(in->sap, SapId(*sap));
+  EXPECT_EQ(l.last(l.ev_b, Ev::kRegisterSapComplete), nullptr);
+  l.answer(in->vc, Status::kSuccess);
+  l.pump(asked + milliseconds(100));
+  EXPECT_EQ(Lab::kinds(l.ev_b), (std::vector<Ev>{Ev::kIncomingCall, Ev::kCallConnected, Ev::kRegisterSapComplete}));
+  EXPECT_EQ(l.ev_b.back().sap, SapId(*sap));
+  EXPECT_EQ(l.ev_b.back().status, Status::kSuccess);
+  EXPECT_EQ(l.b.deregister_sap(*sap, out), Status::kPending) << "completed: now the client's to deregister";
+}
+
+// beta's client takes an incoming call; returns beta's AF, SAP and VC.
+struct Answered {
+  AfOpenId af;
+  SapId sap;
+  VcId vc_a, vc_b;
+};
+Answered answered_call(Lab& l) {
+  Answered r;
+  r.af = l.b.open_af(2, kCoemuAf)->id;
+  r.sap = *l.b.register_sap(r.af, kSap42);
+  r.vc_a = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
+  CmOutput out;
+  EXPECT_EQ(l.a.make_call(r.vc_a, "beta", kSap42, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  r.vc_b = l.last(l.ev_b, Ev::kIncomingCall)->vc;
+  l.answer(r.vc_b, Status::kSuccess);
+  return r;
+}
+
+TEST(CallManager, R14_R15_CloseWithALiveCallPendsUntilTheCallIsGone) {
+  Lab l;
+  l.start();
+  Answered c = answered_call(l);
+  CmOutput out;
+  EXPECT_EQ(l.b.close_af(c.af), Status::kFailure) << "R14/R15: a SAP is still registered";
+  l.ev_b.clear();
+  ASSERT_EQ(l.b.deregister_sap(c.sap, out), Status::kPending);
+  l.take(kMacB, out);
+  ASSERT_EQ(l.b.close_af(c.af), Status::kPending) << "R15: the incoming call still lives";
+  EXPECT_EQ(l.b.close_af(c.af), Status::kFailure) << "R15: a second close";
+  EXPECT_EQ(l.b.register_sap(c.af, kSap42).error(), Status::kFailure) << "R15: the handle died at the close";
+  ASSERT_EQ(l.a.close_call(c.vc_a, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  ASSERT_EQ(l.b.close_call(c.vc_b, l.now, out), Status::kPending);
+  l.take(kMacB, out);
+  l.pump(l.now + milliseconds(50));
+  EXPECT_EQ(Lab::kinds(l.ev_b),
+            (std::vector<Ev>{Ev::kDeregisterSapComplete, Ev::kIncomingClose, Ev::kCloseCallComplete,
+                             Ev::kCloseAfComplete}));
+  EXPECT_EQ(l.ev_b.back().af, c.af);
+  EXPECT_EQ(l.ev_b.back().client, 2u);
+  EXPECT_TRUE(l.b.all_afs_closed());
+}
+
+TEST(CallManager, R15_RefuseBusyCloseAnswersNotAcceptedAndChangesNothing) {
+  Lab l({}, {.af = {.refuse_busy_close = true}});
+  l.start();
+  Answered c = answered_call(l);
+  CmOutput out;
+  ASSERT_EQ(l.b.deregister_sap(c.sap, out), Status::kPending);
+  EXPECT_EQ(l.b.close_af(c.af), Status::kNotAccepted);
+  EXPECT_TRUE(l.b.afs().usable(c.af)) << "still open";
+  EXPECT_TRUE(l.b.register_sap(c.af, kSap42)) << "and still usable";
+}
+
+TEST(CallManager, R16_R17_CmCloseAsksEveryClientToTearDownAndCloseInside) {
+  Lab l;
+  l.start();
+  Answered c = answered_call(l);
+  AfOpenId idle = l.b.open_af(3, kCoemuAf)->id;
+  l.ev_b.clear();
+  CmOutput out;
+  l.b.notify_close_afs(out);
+  l.take(kMacB, out);
+  ASSERT_EQ(l.ev_b.size(), 2u);
+  for (const ClientEvent& e : l.ev_b) {
+    EXPECT_EQ(e.kind, Ev::kNotifyCloseAf);
+    EXPECT_TRUE(e.af == c.af || e.af == idle);
+    EXPECT_EQ(e.client, e.af == c.af ? 2u : 3u);
+  }
+  EXPECT_EQ(l.b.open_af(4, kCoemuAf).error(), Status::kFailure) << "no new opens while the CM closes";
+  EXPECT_TRUE(l.b.afs().usable(c.af)) << "R16: usable while the notify is pending";
+  // The idle client closes at once; the busy one tears down, and its close
+  // pends inside the notify until the call is gone (R17).
+  EXPECT_EQ(l.b.close_af(idle), Status::kSuccess);
+  l.ev_b.clear();
+  ASSERT_EQ(l.b.close_call(c.vc_b, l.now, out), Status::kPending);
+  ASSERT_EQ(l.b.deregister_sap(c.sap, out), Status::kPending);
+  ASSERT_EQ(l.b.close_af(c.af), Status::kPending);
+  l.take(kMacB, out);
+  EXPECT_FALSE(l.b.all_afs_closed());
+  l.pump(l.now + milliseconds(50));
+  EXPECT_EQ(Lab::kinds(l.ev_b),
+            (std::vector<Ev>{Ev::kDeregisterSapComplete, Ev::kCloseCallComplete, Ev::kCloseAfComplete}));
+  EXPECT_TRUE(l.b.all_afs_closed());
+  const ClientEvent* far = l.last(l.ev_a, Ev::kIncomingClose);
+  ASSERT_NE(far, nullptr) << "the caller hears the close";
+  EXPECT_EQ(far->cause, cause::kNormalClearing);
 }
 
 class LossyWire : public ::testing::TestWithParam<uint64_t> {};

@@ -95,6 +95,130 @@ TEST(Node, CallAcrossTheMemoryWireCarriesDataAndClosesCleanly) {
       << "beta's VC for the incoming call is gone";
 }
 
+// A pair of nodes on the memory wire that know each other, with a caller
+// client on alpha and a listener on beta.
+struct Pair {
+  explicit Pair(NodeConfig beta_cfg = {}) {
+    link = *MemLink::make_pair({});
+    alpha = std::move(*Node::start(*link.first, {.address = "alpha", .mac = MacAddress::local(0xa)}));
+    beta_cfg.address = "beta";
+    beta_cfg.mac = MacAddress::local(0xb);
+    beta = std::move(*Node::start(*link.second, beta_cfg));
+    caller.node = alpha.get();
+    listener.node = beta.get();
+    listener.listener = true;
+    ca = alpha->attach(&caller);
+    cb = beta->attach(&listener);
+    EXPECT_TRUE(wait_for([&] { return alpha->knows("beta"); }, std::chrono::seconds(10)));
+  }
+  std::pair<std::unique_ptr<Link>, std::unique_ptr<Link>> link;
+  std::unique_ptr<Node> alpha, beta;
+  Client caller, listener;
+  ClientId ca = 0, cb = 0;
+};
+
+std::vector<Ev> kinds(Client& c) {
+  std::lock_guard lock(c.mu);
+  std::vector<Ev> k;
+  for (const auto& e : c.events) k.push_back(e.kind);
+  return k;
+}
+
+TEST(Node, R10_EveryClientHearsOfTheAddressFamilyAlsoOnesAttachingLater) {
+  Pair p;
+  ASSERT_TRUE(wait_for([&] { return p.listener.find(Ev::kAfRegistered).has_value(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(p.listener.find(Ev::kAfRegistered)->address_family, cm::kCoemuAf);
+  Client late;
+  late.node = p.beta.get();
+  const ClientId id = p.beta->attach(&late);
+  ASSERT_TRUE(wait_for([&] { return late.find(Ev::kAfRegistered).has_value(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(late.find(Ev::kAfRegistered)->client, id);
+  EXPECT_EQ(late.find(Ev::kAfRegistered)->address_family, cm::kCoemuAf);
+}
+
+TEST(Node, R11_R12_PendedOpenCompletesThroughTheNode) {
+  Pair p({.open_af_pends = std::chrono::milliseconds(20)});
+  auto af = p.beta->open_af(p.cb);
+  ASSERT_TRUE(af);
+  EXPECT_TRUE(af->pending);
+  EXPECT_EQ(p.beta->create_vc(*af).error(), Status::kFailure) << "R12: nothing before the completion";
+  ASSERT_TRUE(wait_for([&] { return p.listener.find(Ev::kOpenAfComplete).has_value(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(p.listener.find(Ev::kOpenAfComplete)->af, AfOpenId(*af));
+  EXPECT_EQ(p.listener.find(Ev::kOpenAfComplete)->status, Status::kSuccess);
+  EXPECT_TRUE(p.beta->create_vc(*af));
+}
+
+TEST(Node, R23_ACallArrivesOnASapWhoseRegistrationStillPends) {
+  // The registration completes only in an hour: the call is dispatched,
+  // accepted and connected long before.
+  Pair p({.register_sap_pends = std::chrono::hours(1)});
+  AfOpenId af_b = *p.beta->open_af(p.cb);
+  auto sap = p.beta->register_sap(af_b, kSap42);
+  ASSERT_TRUE(sap);
+  EXPECT_TRUE(sap->pending);
+  VcId vc = *p.alpha->create_vc(*p.alpha->open_af(p.ca));
+  ASSERT_EQ(p.alpha->make_call(vc, "beta", kSap42), Status::kPending);
+  ASSERT_TRUE(wait_for([&] { return p.listener.find(Ev::kCallConnected).has_value(); }, std::chrono::seconds(10)));
+  EXPECT_EQ(p.listener.find(Ev::kIncomingCall)->sap, SapId(*sap));
+  EXPECT_EQ(p.caller.find(Ev::kMakeCallComplete)->status, Status::kSuccess);
+  EXPECT_FALSE(p.listener.find(Ev::kRegisterSapComplete).has_value());
+  EXPECT_EQ(p.beta->deregister_sap(*sap), Status::kFailure) << "R22: not the client's handle yet";
+}
+
+// On kNotifyCloseAf it tears everything down from inside the callback:
+// closes its calls, deregisters its SAP, closes the AF (which pends until
+// the calls are gone: R17).
+class Closer : public Client {
+ public:
+  AfOpenId af;
+  SapId sap;
+  std::vector<VcId> vcs;
+  void on_event(const ClientEvent& e) override {
+    if (e.kind == Ev::kIncomingCall) vcs.push_back(e.vc);
+    if (e.kind == Ev::kNotifyCloseAf) {
+      for (VcId vc : vcs) EXPECT_EQ(node->close_call(vc), Status::kPending);
+      EXPECT_EQ(node->deregister_sap(sap), Status::kPending);
+      EXPECT_EQ(node->close_af(e.af), Status::kPending);
+      std::lock_guard lock(mu);
+      events.clear();  // the sequence from here is the one under test
+    }
+    Client::on_event(e);
+  }
+};
+
+TEST(Node, R16_R17_NodeShutdownClosesTheAfThroughItsClientsWithoutDeadlock) {
+  auto link = *MemLink::make_pair({});
+  auto alpha = std::move(*Node::start(*link.first, {.address = "alpha", .mac = MacAddress::local(0xa)}));
+  auto beta = std::move(*Node::start(*link.second, {.address = "beta", .mac = MacAddress::local(0xb)}));
+  Client caller;
+  Closer closer;
+  caller.node = alpha.get();
+  closer.node = beta.get();
+  closer.listener = true;
+  const ClientId ca = alpha->attach(&caller);
+  closer.af = *beta->open_af(beta->attach(&closer));
+  closer.sap = *beta->register_sap(closer.af, kSap42);
+  ASSERT_TRUE(wait_for([&] { return alpha->knows("beta"); }, std::chrono::seconds(10)));
+  VcId vc = *alpha->create_vc(*alpha->open_af(ca));
+  ASSERT_EQ(alpha->make_call(vc, "beta", kSap42), Status::kPending);
+  ASSERT_TRUE(wait_for([&] { return closer.find(Ev::kCallConnected).has_value(); }, std::chrono::seconds(10)));
+
+  ASSERT_EQ(beta->close_address_families(std::chrono::seconds(10)), Status::kSuccess) << last_error();
+  EXPECT_EQ(kinds(closer), (std::vector<Ev>{Ev::kNotifyCloseAf, Ev::kDeregisterSapComplete, Ev::kCloseCallComplete,
+                                            Ev::kCloseAfComplete}));
+  EXPECT_EQ(beta->open_af(closer.find(Ev::kNotifyCloseAf)->client).error(), Status::kFailure) << "no new opens";
+  ASSERT_TRUE(wait_for([&] { return caller.find(Ev::kIncomingClose).has_value(); }, std::chrono::seconds(10)));
+  EXPECT_EQ(caller.find(Ev::kIncomingClose)->cause, cm::cause::kNormalClearing);
+  EXPECT_EQ(beta->calls(), 0u);
+}
+
+TEST(Node, CloseAddressFamiliesReportsAClientThatNeverCloses) {
+  Pair p;
+  (void)*p.beta->open_af(p.cb);  // the listener ignores kNotifyCloseAf
+  EXPECT_EQ(p.beta->close_address_families(std::chrono::milliseconds(50)), Status::kFailure);
+  ASSERT_TRUE(p.listener.find(Ev::kNotifyCloseAf).has_value());
+}
+
 TEST(Node, BadNodeAddressIsRefused) {
   auto pair = MemLink::make_pair({});
   EXPECT_EQ(Node::start(*pair->first, {.address = "no spaces", .mac = MacAddress::local(1)}).error(),
