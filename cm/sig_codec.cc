@@ -217,15 +217,34 @@ const char* to_string(MsgType t) noexcept {
   return "UNKNOWN";
 }
 
-bool is_known_cause(uint8_t c) noexcept {
+const char* cause_name(uint8_t c) noexcept {
   switch (c) {
-    case 1: case 3: case 16: case 17: case 18: case 21: case 27: case 30: case 31: case 41: case 47: case 49:
-    case 81: case 88: case 96: case 97: case 99: case 100: case 101: case 102: case 111:
-      return true;
-    default:
-      return false;
+    case 1: return "unallocated number";
+    case 3: return "no route to destination";
+    case 16: return "normal clearing";
+    case 17: return "user busy";
+    case 18: return "no user responding";
+    case 21: return "call rejected";
+    case 27: return "destination out of order";
+    case 30: return "response to STATUS ENQUIRY";
+    case 31: return "normal, unspecified";
+    case 41: return "temporary failure";
+    case 47: return "resource unavailable";
+    case 49: return "quality of service unavailable";
+    case 81: return "invalid call reference";
+    case 88: return "incompatible destination";
+    case 96: return "mandatory information element missing";
+    case 97: return "message type non-existent";
+    case 99: return "information element non-existent";
+    case 100: return "invalid information element contents";
+    case 101: return "message not compatible with call state";
+    case 102: return "recovery on timer expiry";
+    case 111: return "protocol error";
+    default: return nullptr;
   }
 }
+
+bool is_known_cause(uint8_t c) noexcept { return cause_name(c) != nullptr; }
 
 bool valid_node_address(std::span<const uint8_t> a) noexcept {
   if (a.empty() || a.size() > 32) return false;

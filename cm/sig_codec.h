@@ -123,6 +123,8 @@ inline constexpr uint8_t kRecoveryOnTimerExpiry = 102;
 inline constexpr uint8_t kProtocolError = 111;
 }  // namespace cause
 [[nodiscard]] bool is_known_cause(uint8_t c) noexcept;
+// The Q.850 name of a cause of section 4.3 ("normal clearing"), or nullptr.
+[[nodiscard]] const char* cause_name(uint8_t c) noexcept;
 
 enum class SapType : uint16_t { kSelector = 1, kService = 2, kWildcard = 3 };
 

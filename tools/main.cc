@@ -8,6 +8,7 @@
 #include "emulator/unique_fd.h"
 #include "tools/bench_datapath.h"
 #include "tools/demo.h"
+#include "tools/listen_call.h"
 
 namespace {
 
@@ -80,6 +81,13 @@ int main(int argc, char** argv) {
   bench_dp->add_flag("--uring-rx", bench.uring_rx, "Receive from TAPs through io_uring (posted reads)");
   bench_dp->add_flag("-j,--json", bench.json, "One JSON object per case: suite, case, unit, value, baseline, ratio");
 
+  tools::ListenOptions listen;
+  CLI::App* listen_cmd = nullptr;
+  tools::add_listen_command(app, listen, listen_cmd);
+  tools::CallOptions call;
+  CLI::App* call_cmd = nullptr;
+  tools::add_call_command(app, call, call_cmd);
+
   auto* lab_cmd = app.add_subcommand("lab", "Build, inspect and remove namespace labs");
   lab_cmd->require_subcommand(1);
   emulator::LabOptions lab_opts;
@@ -113,6 +121,8 @@ int main(int argc, char** argv) {
 
   if (*demo_cmd) return tools::run_demo(demo);
   if (*bench_dp) return tools::run_bench_datapath(bench);
+  if (*listen_cmd) return tools::run_listen(listen);
+  if (*call_cmd) return tools::run_call(call);
 
   if (*up) {
     spec.nodes = split_commas(nodes_csv);

@@ -1,0 +1,207 @@
+#include "tools/node_cli.h"
+
+#include <fmt/core.h>
+
+#include <nlohmann/json.hpp>
+
+#include "emulator/route_netlink.h"
+
+namespace tools {
+
+using miniport::Status;
+
+constexpr int kUsage = 2;
+
+void add_node_options(CLI::App* cmd, NodeCliOptions& o) {
+  cmd->add_option("-a,--address", o.address, "This node's address (1-32 of A-Z a-z 0-9 . _ -)")->required();
+  cmd->add_option("-d,--dev", o.dev, "TAP device: attached if it exists (a lab's), else created and brought up")
+      ->required();
+  cmd->add_option("-n,--netns", o.netns, "Named network namespace the TAP lives in (default: this one)");
+  cmd->add_option("--mac", o.mac, "Node MAC, aa:bb:cc:dd:ee:ff (default: derived from the address)");
+  cmd->add_option("--impair", o.impair, "Impair what this node sends, e.g. loss=1%,delay=5ms,seed=7");
+  cmd->add_option("--pcap", o.pcap, "Record every frame the node sends and receives (nanosecond pcap)");
+  cmd->add_flag("-j,--json", o.json, "Events as JSON lines on stdout (logs stay on stderr)");
+}
+
+CliNode::~CliNode() {
+  node.reset();  // joins its threads before the TAP and the recorder go
+  if (tap) tap->set_recorder(nullptr);
+  tap.reset();
+  pcap.reset();
+}
+
+std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions& o, const char* cmd) {
+  auto n = std::make_unique<CliNode>();
+  miniport::MacAddress mac;
+  if (o.mac.empty()) {
+    uint64_t h = 1469598103934665603ULL;  // FNV-1a of the address: stable across runs
+    for (char c : o.address) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ULL;
+    mac = miniport::MacAddress::local(h & 0xFFFFFFFFFFULL);
+  } else if (auto m = miniport::MacAddress::parse(o.mac); m && !m->is_multicast()) {
+    mac = *m;
+  } else {
+    fmt::print(stderr, "coemu {}: --mac '{}': expected a unicast aa:bb:cc:dd:ee:ff\n", cmd, o.mac);
+    return kUsage;
+  }
+  std::optional<emulator::ImpairmentConfig> impair;
+  if (!o.impair.empty()) {
+    auto c = emulator::ImpairmentConfig::parse(o.impair);
+    if (!c) {
+      fmt::print(stderr, "coemu {}: --impair '{}': {}\n", cmd, o.impair, emulator::last_error());
+      return kUsage;
+    }
+    impair = *c;
+  }
+  if (!o.netns.empty()) {
+    auto ns = emulator::Netns::open(o.netns);
+    if (!ns) {
+      fmt::print(stderr, "coemu {}: --netns '{}': {}\n", cmd, o.netns, emulator::last_error());
+      return ns.error() == Status::kInvalidAddress ? kUsage : 1;
+    }
+    n->ns = std::move(*ns);
+  }
+  const emulator::Netns* where = n->ns ? &*n->ns : nullptr;
+  auto tap = emulator::TapDevice::open({.name = o.dev, .netns = where, .attach = true});
+  if (!tap && tap.error() == Status::kAdapterRemoved) {
+    tap = emulator::TapDevice::open({.name = o.dev, .netns = where});
+    n->created_tap = static_cast<bool>(tap);
+  }
+  if (!tap) {
+    fmt::print(stderr, "coemu {}: TAP '{}': {} ({})\n", cmd, o.dev, emulator::last_error(),
+               miniport::to_string(tap.error()));
+    return tap.error() == Status::kInvalidData ? kUsage : 1;
+  }
+  n->tap = std::move(*tap);
+  if (n->created_tap) {
+    auto rt = where ? emulator::RouteNetlink::open_in(*where) : emulator::RouteNetlink::open();
+    if (!rt || !rt->set_up(o.dev, true)) {
+      fmt::print(stderr, "coemu {}: cannot bring {} up: {}\n", cmd, o.dev, emulator::last_error());
+      return 1;
+    }
+    fmt::print(stderr, "coemu {}: created TAP {} (removed when this command ends)\n", cmd, o.dev);
+  }
+  if (impair) {
+    if (auto r = n->tap->set_impairment(*impair); !r) {
+      fmt::print(stderr, "coemu {}: --impair '{}': {}\n", cmd, o.impair, emulator::last_error());
+      return kUsage;
+    }
+  }
+  if (!o.pcap.empty()) {
+    auto rec = emulator::PcapRecorder::open({.path = o.pcap});
+    if (!rec) {
+      fmt::print(stderr, "coemu {}: --pcap '{}': {}\n", cmd, o.pcap, emulator::last_error());
+      return 1;
+    }
+    n->pcap = std::move(*rec);
+    n->tap->set_recorder(n->pcap.get());
+  }
+  auto node = emulator::Node::start(*n->tap, {.address = o.address, .mac = mac});
+  if (!node) {
+    fmt::print(stderr, "coemu {}: --address '{}': {}\n", cmd, o.address, emulator::last_error());
+    return node.error() == Status::kInvalidData ? kUsage : 1;
+  }
+  n->node = std::move(*node);
+  fmt::print(stderr, "coemu {}: node {} ({}) on {}{}\n", cmd, o.address, mac.to_string(), o.dev,
+             o.netns.empty() ? "" : " in netns " + o.netns);
+  return n;
+}
+
+std::optional<cm::SapSpec> parse_sap(const std::string& s) {
+  auto number = [](std::string_view v) -> std::optional<cm::SapSpec> {
+    if (v.empty() || v.size() > 5 || v.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+    const unsigned long n = std::stoul(std::string(v));
+    if (n < 1 || n > 65535) return std::nullopt;
+    return cm::SapSpec{1, {static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n)}};
+  };
+  if (s == "wildcard" || s == "*") return cm::SapSpec{3, {}};
+  if (s.rfind("selector:", 0) == 0) return number(std::string_view(s).substr(9));
+  if (s.rfind("service:", 0) == 0) {
+    const std::string name = s.substr(8);
+    cm::SapSpec spec{2, std::vector<uint8_t>(name.begin(), name.end())};
+    if (!cm::valid_sap(cm::SapValue{spec.type, spec.value})) return std::nullopt;
+    return spec;
+  }
+  return number(s);
+}
+
+std::string sap_to_string(const cm::SapSpec& sap) {
+  switch (sap.type) {
+    case 1:
+      return sap.value.size() == 2 ? fmt::format("selector:{}", sap.value[0] << 8 | sap.value[1]) : "selector:?";
+    case 2:
+      return "service:" + std::string(sap.value.begin(), sap.value.end());
+    case 3:
+      return "wildcard";
+    default:
+      return fmt::format("type-{}", sap.type);
+  }
+}
+
+std::string status_with_cause(Status s, uint8_t cause) {
+  std::string out(miniport::to_string(s));
+  if (cause != 0) {
+    const char* name = cm::cause_name(cause);
+    out += fmt::format(", cause {} ({})", cause, name ? name : "unknown");
+  }
+  return out;
+}
+
+namespace {
+
+const char* kind_name(cm::ClientEvent::Kind k) {
+  using K = cm::ClientEvent::Kind;
+  switch (k) {
+    case K::kAfRegistered: return "af_registered";
+    case K::kOpenAfComplete: return "open_af_complete";
+    case K::kCloseAfComplete: return "close_af_complete";
+    case K::kNotifyCloseAf: return "notify_close_af";
+    case K::kRegisterSapComplete: return "register_sap_complete";
+    case K::kIncomingCall: return "incoming_call";
+    case K::kMakeCallComplete: return "make_call_complete";
+    case K::kCallConnected: return "call_connected";
+    case K::kIncomingClose: return "incoming_close";
+    case K::kCloseCallComplete: return "close_call_complete";
+    case K::kDeregisterSapComplete: return "deregister_sap_complete";
+    case K::kNeighborEvent: return "neighbor_event";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+std::string describe(const cm::ClientEvent& e, bool json) {
+  using K = cm::ClientEvent::Kind;
+  const std::string vc = fmt::format("{}.{}", e.vc.slot, e.vc.gen);
+  if (json) {
+    nlohmann::json j{{"event", kind_name(e.kind)}, {"status", miniport::to_string(e.status)}};
+    if (e.vc.valid()) j["vc"] = vc;
+    if (e.cause) {
+      j["cause"] = e.cause;
+      if (const char* n = cm::cause_name(e.cause)) j["cause_name"] = n;
+    }
+    if (!e.peer_address.empty()) j["peer"] = e.peer_address;
+    if (!e.detail.empty()) j["detail"] = e.detail;
+    return j.dump();
+  }
+  switch (e.kind) {
+    case K::kIncomingCall: return fmt::format("incoming call from {} on vc {}", e.peer_address, vc);
+    case K::kMakeCallComplete:
+      return e.status == Status::kSuccess ? fmt::format("call to {} is up on vc {}", e.peer_address, vc)
+                                          : fmt::format("call to {} failed: {}", e.peer_address,
+                                                        status_with_cause(e.status, e.cause));
+    case K::kCallConnected: return fmt::format("call from {} connected on vc {}", e.peer_address, vc);
+    case K::kIncomingClose:
+      return fmt::format("{} closed the call on vc {}: {}", e.peer_address, vc, status_with_cause(e.status, e.cause));
+    case K::kCloseCallComplete: return fmt::format("call on vc {} closed", vc);
+    case K::kAfRegistered: return fmt::format("address family 0x{:04x} is offered", e.address_family);
+    case K::kNotifyCloseAf: return "the node is closing its address family";
+    case K::kCloseAfComplete: return "address family closed";
+    case K::kOpenAfComplete: return fmt::format("address family opened: {}", miniport::to_string(e.status));
+    case K::kRegisterSapComplete: return fmt::format("SAP registered: {}", miniport::to_string(e.status));
+    case K::kDeregisterSapComplete: return "SAP deregistered";
+    default: return fmt::format("{}: {}{}", kind_name(e.kind), miniport::to_string(e.status),
+                                e.detail.empty() ? "" : " " + e.detail);
+  }
+}
+
+}  // namespace tools

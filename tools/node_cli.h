@@ -1,0 +1,59 @@
+// What `coemu listen` and `coemu call` share: the options that place a node
+// on a TAP device (attached if it exists, e.g. a lab's, else created and
+// brought up, optionally inside a named namespace), starting that node, and
+// printing client events as text or JSON lines.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "emulator/netns.h"
+#include "emulator/node.h"
+#include "emulator/pcap_recorder.h"
+#include "emulator/tap_device.h"
+
+namespace tools {
+
+struct NodeCliOptions {
+  std::string address;  // node address announced in HELLOs
+  std::string dev;      // TAP device
+  std::string netns;    // named namespace of the TAP ("" = this one)
+  std::string mac;      // "" = derived from the address
+  std::string impair;   // impairment spec for what this node sends
+  std::string pcap;     // "" = no capture
+  bool json = false;    // events as JSON lines on stdout
+};
+
+// Adds --address, --dev, --netns, --mac, --impair, --pcap and --json to cmd.
+void add_node_options(CLI::App* cmd, NodeCliOptions& o);
+
+// A started node and everything it runs on; members are destroyed in the
+// reverse order (the node stops before its TAP closes).
+struct CliNode {
+  std::optional<emulator::Netns> ns;
+  std::unique_ptr<emulator::TapDevice> tap;
+  std::unique_ptr<emulator::PcapRecorder> pcap;
+  std::unique_ptr<emulator::Node> node;
+  bool created_tap = false;
+  ~CliNode();
+};
+
+// Starts the node. On failure prints what and why on stderr and returns the
+// exit code (1 runtime, 2 bad option value).
+[[nodiscard]] std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions& o,
+                                                                          const char* cmd);
+
+// "selector:42", "42", "service:echo", "wildcard" -> SapSpec (PROTOCOL.md 5);
+// nullopt when malformed.
+[[nodiscard]] std::optional<cm::SapSpec> parse_sap(const std::string& s);
+[[nodiscard]] std::string sap_to_string(const cm::SapSpec& sap);
+
+// One line for an event: readable text, or a JSON object.
+[[nodiscard]] std::string describe(const cm::ClientEvent& e, bool json);
+// "NOT_ACCEPTED, cause 88 (incompatible destination)"
+[[nodiscard]] std::string status_with_cause(miniport::Status s, uint8_t cause);
+
+}  // namespace tools
