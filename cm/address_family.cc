@@ -13,7 +13,7 @@ Result<void> AddressFamilies::register_af(uint32_t af) {
 Result<AddressFamilies::OpenResult> AddressFamilies::open(uint64_t client, uint32_t af) {
   if (cm_closing_ || std::find(afs_.begin(), afs_.end(), af) == afs_.end()) return miniport::fail(Status::kFailure);
   const AfOpenId id =
-      opens_.add(Entry{client, af, opts_.open_pends ? AfOpenState::kOpening : AfOpenState::kOpen, {0, 0, 0}});
+      opens_.add(Entry{client, af, opts_.open_pends ? AfOpenState::kOpening : AfOpenState::kOpen, {0, 0, 0, 0}});
   return OpenResult{id, opts_.open_pends};
 }
 

@@ -41,7 +41,10 @@ enum class AfOpenState : uint8_t {
   kClosing,  // the client closed; its handle is dead (R15), completion pending
 };
 
-enum class Held : uint8_t { kSap, kCall, kVc };
+// What an open holds: SAPs and VCs its client made (a close fails while any
+// remain, R14), calls, and the VCs the CM made for its incoming calls (a
+// close pends while either remains, R15).
+enum class Held : uint8_t { kSap, kCall, kVc, kCmVc };
 
 struct AfOptions {
   // EMU choices the docs leave open (condis-spec R11, R15):
@@ -100,9 +103,9 @@ class AddressFamilies {
     uint64_t client = 0;
     uint32_t af = 0;
     AfOpenState state = AfOpenState::kOpening;
-    uint32_t held[3] = {0, 0, 0};
+    uint32_t held[4] = {0, 0, 0, 0};
   };
-  static bool idle(const Entry& e) { return e.held[0] == 0 && e.held[1] == 0 && e.held[2] == 0; }
+  static bool idle(const Entry& e) { return e.held[0] == 0 && e.held[1] == 0 && e.held[2] == 0 && e.held[3] == 0; }
 
   AfOptions opts_;
   std::vector<uint32_t> afs_;

@@ -72,6 +72,12 @@ CallFsm CallFsm::incoming(uint32_t call_ref, uint32_t peer_vci, const CallTimers
   CallFsm c(call_ref, false, t);
   c.state_ = CallState::kCallPresent;
   c.peer_vci_ = peer_vci;
+  // R50: the VC is active before the call is dispatched; nothing reaches it
+  // until the caller learns our label from CONNECT.
+  CallAction a{CallAction::Kind::kActivateVc};
+  a.peer_vci = peer_vci;
+  out.push_back(a);
+  c.vc_active_ = true;
   c.indicate(CallIndication::kIncomingCall, Status::kSuccess, 0, out);
   return c;
 }
@@ -140,11 +146,8 @@ void CallFsm::clear(uint8_t client_cause, std::optional<CauseIe> answer, CallAct
 
 bool CallFsm::accept(Time now, CallActions& out) {
   if (state_ != CallState::kCallPresent && state_ != CallState::kIncomingProceeding) return false;
-  // The callee receives on its label from the moment CONNECT leaves (4).
-  CallAction a{CallAction::Kind::kActivateVc};
-  a.peer_vci = peer_vci_;
-  out.push_back(a);
-  vc_active_ = true;
+  // The VC has been active since the SETUP (R50), so the callee receives on
+  // its label from the moment CONNECT leaves (4).
   send(MsgType::kConnect, out);
   start(t_.t313, now);
   state_ = CallState::kConnectRequest;
@@ -161,6 +164,7 @@ bool CallFsm::defer(Time, CallActions& out) {
 bool CallFsm::reject(uint8_t c, CallActions& out) {
   if (state_ != CallState::kCallPresent && state_ != CallState::kIncomingProceeding) return false;
   send(MsgType::kReleaseComplete, out, CauseIe{c, 0});
+  deactivate(out);  // R54
   free(out);
   return true;
 }

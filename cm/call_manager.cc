@@ -438,6 +438,12 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
   calls_.emplace(k, std::move(c));
   vcs_info_[vc->slot] = VcInfo{af_it->second, client, k};
   afs_.add(af_it->second, Held::kCall);
+  afs_.add(af_it->second, Held::kCmVc);
+  ClientEvent created{ClientEvent::Kind::kCreateVc};  // R28: the client hears of the VC first
+  created.client = client;
+  created.af = af_it->second;
+  created.vc = *vc;
+  out.events.push_back(created);
   run(k, acts, now, out);
 }
 
@@ -482,9 +488,18 @@ void CallManager::on_timer(Time now, CmOutput& out) {
   std::erase_if(retire_, [&](VcId vc) {
     if (vcs_.state(vc) != miniport::VcState::kInactive) return false;
     (void)vcs_.remove(vc);
-    vcs_info_.erase(vc.slot);
+    if (auto it = vcs_info_.find(vc.slot); it != vcs_info_.end()) {
+      ClientEvent gone{ClientEvent::Kind::kDeleteVc};  // R31/R66: the client's handle dies here
+      gone.client = it->second.client;
+      gone.af = it->second.af;
+      gone.vc = vc;
+      out.events.push_back(gone);
+      afs_.remove(it->second.af, Held::kCmVc);
+      vcs_info_.erase(it);
+    }
     return true;
   });
+  settle_closes(out);
 }
 
 std::optional<Time> CallManager::next_deadline() const {

@@ -77,6 +77,8 @@ struct ClientEvent {
     kCloseAfComplete,    // R15: a pended close of `af` finished
     kNotifyCloseAf,      // R16: the CM is closing `af`: tear down and close it
     kRegisterSapComplete,  // R22: a pended registration of `sap` finished with `status`
+    kCreateVc,           // R28: the CM made `vc` on `af` for an incoming call (before kIncomingCall)
+    kDeleteVc,           // R31/R66: the CM deleted its `vc`; the handle is dead
     kIncomingCall,       // on `sap`, new CM-created VC `vc`, from `peer_address`
     kMakeCallComplete,   // `status` (+ `cause` on failure)
     kCallConnected,

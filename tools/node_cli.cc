@@ -163,6 +163,8 @@ const char* kind_name(cm::ClientEvent::Kind k) {
     case K::kCloseCallComplete: return "close_call_complete";
     case K::kDeregisterSapComplete: return "deregister_sap_complete";
     case K::kNeighborEvent: return "neighbor_event";
+    case K::kCreateVc: return "create_vc";
+    case K::kDeleteVc: return "delete_vc";
   }
   return "unknown";
 }
@@ -199,6 +201,8 @@ std::string describe(const cm::ClientEvent& e, bool json) {
     case K::kOpenAfComplete: return fmt::format("address family opened: {}", miniport::to_string(e.status));
     case K::kRegisterSapComplete: return fmt::format("SAP registered: {}", miniport::to_string(e.status));
     case K::kDeregisterSapComplete: return "SAP deregistered";
+    case K::kCreateVc: return fmt::format("vc {} made for an incoming call", vc);
+    case K::kDeleteVc: return fmt::format("vc {} deleted", vc);
     default: return fmt::format("{}: {}{}", kind_name(e.kind), miniport::to_string(e.status),
                                 e.detail.empty() ? "" : " " + e.detail);
   }

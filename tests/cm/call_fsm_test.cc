@@ -43,17 +43,17 @@ struct Pair {
   void connect() {
     ASSERT_EQ(kinds(co), std::vector<Kind>{Kind::kSend});
     EXPECT_EQ(co[0].msg, MsgType::kSetup);
-    ASSERT_EQ(ce.size(), 1u);
-    EXPECT_EQ(ce[0].indication, CallIndication::kIncomingCall);
+    // R50: the callee's VC is active before the client is offered the call.
+    ASSERT_EQ(kinds(ce), (std::vector<Kind>{Kind::kActivateVc, Kind::kIndicate}));
+    EXPECT_EQ(ce[0].peer_vci, 100u);
+    EXPECT_EQ(ce[1].indication, CallIndication::kIncomingCall);
     co.clear();
     ce.clear();
     ASSERT_TRUE(callee.accept(Time(milliseconds(1)), ce));
-    // The callee's VC is active before CONNECT leaves.
-    ASSERT_EQ(kinds(ce), (std::vector<Kind>{Kind::kActivateVc, Kind::kSend}));
-    EXPECT_EQ(ce[0].peer_vci, 100u);
-    EXPECT_EQ(ce[1].msg, MsgType::kConnect);
+    ASSERT_EQ(kinds(ce), std::vector<Kind>{Kind::kSend});
+    EXPECT_EQ(ce[0].msg, MsgType::kConnect);
     EXPECT_EQ(callee.state(), CallState::kConnectRequest);
-    caller.on_message(wire(ce[1], 7, /*callee's label*/ 200), Time(milliseconds(2)), co);
+    caller.on_message(wire(ce[0], 7, /*callee's label*/ 200), Time(milliseconds(2)), co);
     // Caller: activate, CONNECT_ACK, then tell the client - in that order.
     ASSERT_EQ(kinds(co), (std::vector<Kind>{Kind::kActivateVc, Kind::kSend, Kind::kIndicate}));
     EXPECT_EQ(co[0].peer_vci, 200u);
@@ -180,12 +180,12 @@ TEST(CallFsm, R90CrossingClosesFinishWithOneCompletionEachAndNoIncomingClose) {
   EXPECT_FALSE(p.caller.close(Time(2), p.co)) << "nothing left to close";
 }
 
-TEST(CallFsm, R51RejectIsReleaseCompleteWithTheClientsCause) {
+TEST(CallFsm, R51R54RejectIsReleaseCompleteWithTheClientsCauseAndDeactivates) {
   Pair p;
   p.co.clear();
   p.ce.clear();
   ASSERT_TRUE(p.callee.reject(cause::kCallRejected, p.ce));
-  ASSERT_EQ(kinds(p.ce), (std::vector<Kind>{Kind::kSend, Kind::kFree}));
+  ASSERT_EQ(kinds(p.ce), (std::vector<Kind>{Kind::kSend, Kind::kDeactivateVc, Kind::kFree}));
   EXPECT_EQ(p.ce[0].cause->cause, cause::kCallRejected);
   p.caller.on_message(wire(p.ce[0], 7), Time(1), p.co);
   ASSERT_EQ(p.co[0].indication, CallIndication::kMakeCallComplete);

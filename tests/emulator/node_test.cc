@@ -205,7 +205,7 @@ TEST(Node, R16_R17_NodeShutdownClosesTheAfThroughItsClientsWithoutDeadlock) {
 
   ASSERT_EQ(beta->close_address_families(std::chrono::seconds(10)), Status::kSuccess) << last_error();
   EXPECT_EQ(kinds(closer), (std::vector<Ev>{Ev::kNotifyCloseAf, Ev::kDeregisterSapComplete, Ev::kCloseCallComplete,
-                                            Ev::kCloseAfComplete}));
+                                            Ev::kDeleteVc, Ev::kCloseAfComplete}));
   EXPECT_EQ(beta->open_af(closer.find(Ev::kNotifyCloseAf)->client).error(), Status::kFailure) << "no new opens";
   ASSERT_TRUE(wait_for([&] { return caller.find(Ev::kIncomingClose).has_value(); }, std::chrono::seconds(10)));
   EXPECT_EQ(caller.find(Ev::kIncomingClose)->cause, cm::cause::kNormalClearing);

@@ -1,0 +1,243 @@
+// The CoNDIS rules of condis-spec sections 1-6 and 9 as the call manager's
+// clients see them, on an explicit clock: each test carries its R-numbers,
+// and sequence tests assert the exact order of the callbacks.
+#include <gtest/gtest.h>
+
+#include "cm_lab.h"
+
+namespace cm {
+namespace {
+
+using miniport::VcState;
+
+TEST(CondisRules, R8_R9_OneAddressFamilyTypePerCm) {
+  Lab l;
+  AddressFamilies afs({});
+  ASSERT_TRUE(afs.register_af(kCoemuAf));
+  EXPECT_EQ(afs.register_af(kCoemuAf).error(), Status::kFailure) << "a second registration of the type";
+  EXPECT_EQ(l.a.afs().registered(), std::vector<uint32_t>{kCoemuAf}) << "the CM registered its AF";
+  EXPECT_EQ(l.a.open_af(1, 0x1234).error(), Status::kFailure) << "an AF nobody registered";
+}
+
+TEST(CondisRules, R20_ManySapsPerClientAndNoVcForASap) {
+  Lab l;
+  l.start();
+  AfOpenId af = l.b.open_af(2, kCoemuAf)->id;
+  const uint32_t vcs = l.vcs_b.in_use();
+  ASSERT_TRUE(l.b.register_sap(af, kSap42));
+  ASSERT_TRUE(l.b.register_sap(af, SapSpec{1, {0, 43}}));
+  ASSERT_TRUE(l.b.register_sap(af, SapSpec{2, {'e', 'c', 'h', 'o'}}));
+  EXPECT_EQ(l.b.saps().size(), 3u);
+  EXPECT_EQ(l.vcs_b.in_use(), vcs);
+}
+
+TEST(CondisRules, R25_DeregisteringASapLeavesItsCallsAlone) {
+  Lab l;
+  l.start();
+  Answered c = answered_call(l);
+  CmOutput out;
+  ASSERT_EQ(l.b.deregister_sap(c.sap, out), Status::kPending);
+  l.take(kMacB, out);
+  EXPECT_EQ(l.vcs_a.state(c.vc_a), VcState::kActive);
+  EXPECT_EQ(l.vcs_b.state(c.vc_b), VcState::kActive) << "the call received on the SAP stays up";
+  // New calls to that SAP are refused now.
+  VcId vc2 = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
+  l.ev_a.clear();
+  ASSERT_EQ(l.a.make_call(vc2, "beta", kSap42, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  ASSERT_NE(l.last(l.ev_a, Ev::kMakeCallComplete), nullptr);
+  EXPECT_EQ(l.last(l.ev_a, Ev::kMakeCallComplete)->cause, cause::kIncompatibleDestination);
+  // And the old call still closes normally.
+  ASSERT_EQ(l.a.close_call(c.vc_a, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  EXPECT_NE(l.last(l.ev_b, Ev::kIncomingClose), nullptr);
+}
+
+TEST(CondisRules, R27_R28_R50_R51_IncomingCallGetsACmVcTheClientHearsOfFirst) {
+  Lab l;
+  l.start();
+  AfOpenId af_b = l.b.open_af(2, kCoemuAf)->id;
+  SapId sap = *l.b.register_sap(af_b, kSap42);
+  VcId vc = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
+  CmOutput out;
+  ASSERT_EQ(l.a.make_call(vc, "beta", kSap42, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  ASSERT_EQ(Lab::kinds(l.ev_b), (std::vector<Ev>{Ev::kCreateVc, Ev::kIncomingCall}));
+  const ClientEvent& created = l.ev_b[0];
+  const ClientEvent& offered = l.ev_b[1];
+  EXPECT_EQ(created.client, 2u);
+  EXPECT_EQ(created.af, af_b) << "R27: made with the AF of the SAP's client";
+  EXPECT_EQ(offered.vc, created.vc);
+  EXPECT_EQ(offered.sap, sap);
+  EXPECT_EQ(l.vcs_b.owner(offered.vc), 2u);
+  EXPECT_EQ(l.vcs_b.state(offered.vc), VcState::kActive) << "R50: activated before the dispatch";
+  EXPECT_EQ(l.b.delete_vc(offered.vc), Status::kNotAccepted) << "R30: a call is on it";
+}
+
+TEST(CondisRules, R29_R37_CreateAndCallNeedALiveAf) {
+  Lab l;
+  l.start();
+  AfOpenId af = l.a.open_af(1, kCoemuAf)->id;
+  VcId vc = *l.a.create_vc(af);
+  ASSERT_EQ(l.a.delete_vc(vc), Status::kSuccess);
+  ASSERT_EQ(l.a.close_af(af), Status::kSuccess);
+  EXPECT_EQ(l.a.create_vc(af).error(), Status::kFailure) << "R29: a dead AF handle";
+  EXPECT_EQ(l.a.create_vc(AfOpenId{}).error(), Status::kFailure) << "R29: a handle never issued";
+  AfOpenId af2 = l.a.open_af(1, kCoemuAf)->id;
+  VcId vc2 = *l.a.create_vc(af2);
+  ASSERT_EQ(l.a.delete_vc(vc2), Status::kSuccess);
+  CmOutput out;
+  EXPECT_EQ(l.a.make_call(vc2, "beta", kSap42, l.now, out), Status::kFailure) << "R37: a VC that is gone";
+}
+
+TEST(CondisRules, R30_R31_R91_ADeletedVcIsDeadForEveryone) {
+  Lab l;
+  l.start();
+  VcId vc = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
+  ASSERT_EQ(l.a.delete_vc(vc), Status::kSuccess);
+  CmOutput out;
+  EXPECT_EQ(l.a.delete_vc(vc), Status::kFailure);
+  EXPECT_EQ(l.a.make_call(vc, "beta", kSap42, l.now, out), Status::kFailure);
+  EXPECT_EQ(l.a.close_call(vc, l.now, out), Status::kFailure);
+  EXPECT_EQ(l.a.incoming_call_complete(vc, Status::kSuccess, l.now, out), Status::kFailure);
+  EXPECT_EQ(l.vcs_a.owner(vc), 0u) << "the miniport's VC is gone too";
+  // A new VC in the same slot does not answer to the old handle.
+  VcId again = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
+  EXPECT_FALSE(again == vc);
+  EXPECT_EQ(l.a.delete_vc(vc), Status::kFailure);
+}
+
+TEST(CondisRules, R40_NoDataBeforeTheCallIsUpAndBothEndsActiveWhenItIs) {
+  Lab l;
+  l.start();
+  AfOpenId af_b = l.b.open_af(2, kCoemuAf)->id;
+  (void)*l.b.register_sap(af_b, kSap42);
+  VcId vc = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
+  CmOutput out;
+  ASSERT_EQ(l.a.make_call(vc, "beta", kSap42, l.now, out), Status::kPending);
+  EXPECT_NE(l.vcs_a.state(vc), VcState::kActive) << "nothing flows before the completion";
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  const VcId vc_b = l.last(l.ev_b, Ev::kIncomingCall)->vc;
+  l.answer(vc_b, Status::kSuccess);
+  ASSERT_EQ(l.last(l.ev_a, Ev::kMakeCallComplete)->status, Status::kSuccess);
+  EXPECT_EQ(l.vcs_a.state(vc), VcState::kActive);
+  EXPECT_EQ(l.vcs_b.state(vc_b), VcState::kActive) << "the first frame the caller sends has a VC to land on";
+}
+
+TEST(CondisRules, R41_AfterAFailedCallTheClientDeletesItsVc) {
+  Lab l;
+  l.start();
+  VcId vc = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
+  CmOutput out;
+  ASSERT_EQ(l.a.make_call(vc, "beta", kSap42, l.now, out), Status::kPending);  // nobody listens
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  ASSERT_EQ(Lab::kinds(l.ev_a), std::vector<Ev>{Ev::kMakeCallComplete});
+  EXPECT_EQ(l.ev_a[0].status, Status::kNotAccepted);
+  EXPECT_EQ(l.a.calls(), 0u);
+  EXPECT_EQ(l.a.delete_vc(vc), Status::kSuccess);
+  EXPECT_EQ(l.vcs_a.in_use(), 0u);
+  EXPECT_EQ(l.vcs_b.in_use(), 0u) << "the callee made no VC for a call it refused";
+}
+
+TEST(CondisRules, R51_R54_ARejectedCallsVcIsDeactivatedAndDeleted) {
+  Lab l;
+  l.start();
+  auto [vc, vc_b] = l.offer();
+  l.answer(vc_b, Status::kNotAccepted);
+  EXPECT_EQ(Lab::kinds(l.ev_b), (std::vector<Ev>{Ev::kCreateVc, Ev::kIncomingCall, Ev::kDeleteVc}));
+  EXPECT_EQ(l.ev_b.back().vc, vc_b);
+  EXPECT_EQ(l.vcs_b.in_use(), 0u);
+  EXPECT_EQ(l.last(l.ev_a, Ev::kMakeCallComplete)->cause, cause::kCallRejected);
+}
+
+TEST(CondisRules, R55_CallerGivesUpDuringSetupCalleeGetsIncomingCloseNotConnected) {
+  Lab l;
+  l.start();
+  auto [vc, vc_b] = l.offer();
+  CmOutput out;
+  ASSERT_EQ(l.a.close_call(vc, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  EXPECT_EQ(Lab::kinds(l.ev_b), (std::vector<Ev>{Ev::kCreateVc, Ev::kIncomingCall, Ev::kIncomingClose}));
+  EXPECT_EQ(l.b.incoming_call_complete(vc_b, Status::kSuccess, l.now, out), Status::kFailure)
+      << "too late to accept";
+  ASSERT_EQ(l.b.close_call(vc_b, l.now, out), Status::kPending);
+  l.take(kMacB, out);
+  l.pump(l.now + milliseconds(50));
+  EXPECT_EQ(Lab::kinds(l.ev_b), (std::vector<Ev>{Ev::kCreateVc, Ev::kIncomingCall, Ev::kIncomingClose,
+                                                 Ev::kCloseCallComplete, Ev::kDeleteVc}));
+  // The caller's make-call fails (R90's EMU rule), then its close completes.
+  EXPECT_EQ(Lab::kinds(l.ev_a), (std::vector<Ev>{Ev::kMakeCallComplete, Ev::kCloseCallComplete}));
+  EXPECT_EQ(l.ev_a[0].status, Status::kRequestAborted);
+}
+
+// R64-R67 and R88: a whole call, every callback on both sides in order.
+TEST(CondisRules, R64_R65_R66_R67_R88_AWholeCallInExactOrder) {
+  Lab l;
+  l.start();
+  Answered c = answered_call(l);
+  CmOutput out;
+  ASSERT_EQ(l.a.close_call(c.vc_a, l.now, out), Status::kPending);
+  EXPECT_NE(l.vcs_a.state(c.vc_a), VcState::kActive) << "R64: no sends once the client closed";
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  const ClientEvent* ic = l.last(l.ev_b, Ev::kIncomingClose);
+  ASSERT_NE(ic, nullptr);
+  EXPECT_EQ(ic->status, Status::kSuccess) << "R67: the remote closed";
+  EXPECT_EQ(ic->cause, cause::kNormalClearing);
+  ASSERT_EQ(l.b.close_call(c.vc_b, l.now, out), Status::kPending) << "R67: answered with a close";
+  l.take(kMacB, out);
+  l.pump(l.now + milliseconds(50));
+  EXPECT_EQ(Lab::kinds(l.ev_a), (std::vector<Ev>{Ev::kMakeCallComplete, Ev::kCloseCallComplete}));
+  EXPECT_EQ(Lab::kinds(l.ev_b), (std::vector<Ev>{Ev::kCreateVc, Ev::kIncomingCall, Ev::kCallConnected,
+                                                 Ev::kIncomingClose, Ev::kCloseCallComplete, Ev::kDeleteVc}));
+  EXPECT_EQ(l.vcs_a.state(c.vc_a), VcState::kInactive) << "R65: closed means deactivated";
+  EXPECT_EQ(l.b.close_call(c.vc_b, l.now, out), Status::kFailure) << "R66: the CM's VC handle is dead";
+  EXPECT_EQ(l.b.delete_vc(c.vc_b), Status::kFailure) << "R66: and not the client's to delete";
+  EXPECT_EQ(l.a.delete_vc(c.vc_a), Status::kSuccess) << "R66: the client deletes its own";
+}
+
+TEST(CondisRules, R35_R66_AClientReusesItsVcForAnotherCall) {
+  Lab l;
+  l.start();
+  Answered c = answered_call(l);
+  CmOutput out;
+  ASSERT_EQ(l.a.close_call(c.vc_a, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  ASSERT_EQ(l.b.close_call(c.vc_b, l.now, out), Status::kPending);
+  l.take(kMacB, out);
+  l.pump(l.now + milliseconds(50));
+  l.ev_a.clear();
+  l.ev_b.clear();
+  ASSERT_EQ(l.a.make_call(c.vc_a, "beta", kSap42, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  ASSERT_NE(l.last(l.ev_b, Ev::kIncomingCall), nullptr);
+  l.answer(l.last(l.ev_b, Ev::kIncomingCall)->vc, Status::kSuccess);
+  ASSERT_EQ(l.last(l.ev_a, Ev::kMakeCallComplete)->status, Status::kSuccess);
+  EXPECT_EQ(l.vcs_a.state(c.vc_a), VcState::kActive);
+}
+
+TEST(CondisRules, R91_DeadSapAndAfHandlesAreRefused) {
+  Lab l;
+  l.start();
+  AfOpenId af = l.b.open_af(2, kCoemuAf)->id;
+  SapId sap = *l.b.register_sap(af, kSap42);
+  CmOutput out;
+  ASSERT_EQ(l.b.deregister_sap(sap, out), Status::kPending);
+  EXPECT_EQ(l.b.deregister_sap(sap, out), Status::kFailure) << "R24: a second deregister";
+  EXPECT_EQ(l.b.deregister_sap(SapId{}, out), Status::kFailure);
+  ASSERT_EQ(l.b.close_af(af), Status::kSuccess);
+  EXPECT_EQ(l.b.close_af(af), Status::kFailure);
+  EXPECT_EQ(l.b.register_sap(af, kSap42).error(), Status::kFailure);
+  EXPECT_EQ(l.b.create_vc(af).error(), Status::kFailure);
+}
+
+}  // namespace
+}  // namespace cm
