@@ -83,10 +83,19 @@ NodeClient* Node::client(ClientId id) {
 }
 
 void Node::post(std::function<void()> task) {
+  bool first;
   {
     std::lock_guard lock(mu_);
+    first = tasks_.empty() && sig_.empty();
     tasks_.push_back(std::move(task));
   }
+  if (first) wake();
+}
+
+void Node::wake() {
+  // Only the push that makes the queues non-empty wakes the control thread:
+  // it takes everything queued when it swaps, and looks again (under mu_)
+  // before it sleeps, so later pushes ride on that one wake-up.
   uint64_t one = 1;
   [[maybe_unused]] ssize_t w = ::write(wake_.get(), &one, sizeof one);
 }
@@ -125,8 +134,13 @@ void Node::emit(cm::CmOutput& out) {
 }
 
 void Node::arm_timer() {
+  // Most requests and frames leave the earliest deadline where it was; a
+  // timerfd_settime for each would be a syscall per message.
+  const auto next = cm_->next_deadline();
+  if (next == armed_) return;
+  armed_ = next;
   itimerspec its{};
-  if (auto d = cm_->next_deadline()) {
+  if (auto d = next) {
     const auto left = std::max<int64_t>(1, (*d - steady_now()).count());
     its.it_value.tv_sec = left / 1'000'000'000;
     its.it_value.tv_nsec = left % 1'000'000'000;
@@ -165,6 +179,7 @@ void Node::run() noexcept {
     for (int i = 0; i < n; ++i) {
       uint64_t v;
       [[maybe_unused]] ssize_t r = ::read(evs[i].data.fd, &v, sizeof v);
+      if (evs[i].data.fd == timer_.get()) armed_.reset();  // it fired: arm it anew
     }
   }
 }
@@ -174,12 +189,13 @@ void Node::run() noexcept {
 void Node::on_signaling(std::span<const uint8_t> frame) {
   miniport::MacAddress src;
   std::memcpy(src.bytes.data(), frame.data() + 6, 6);
+  bool first;
   {
     std::lock_guard lock(mu_);  // signaling is the control path, not the data path
+    first = tasks_.empty() && sig_.empty();
     sig_.emplace_back(src, std::vector<uint8_t>(frame.begin(), frame.end()));
   }
-  uint64_t one = 1;
-  [[maybe_unused]] ssize_t w = ::write(wake_.get(), &one, sizeof one);
+  if (first) wake();
 }
 
 void Node::on_receive(std::span<RxPacket> packets) {

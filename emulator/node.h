@@ -126,6 +126,7 @@ class Node final : private DataPathHandler {
   template <class F>
   auto on_control(F&& fn) -> decltype(fn());
   void post(std::function<void()> task);
+  void wake();
   void run() noexcept;
   void emit(cm::CmOutput& out);
   void arm_timer();
@@ -150,6 +151,7 @@ class Node final : private DataPathHandler {
   std::deque<ClientEvent> queued_;           // control thread
   bool delivering_ = false;                  // control thread
   bool afs_closing_ = false;                 // control thread
+  std::optional<miniport::Time> armed_;      // control thread: the timerfd's deadline
   std::optional<std::promise<void>> afs_closed_;  // set when the last AF closed
   std::thread::id control_id_;
   std::jthread control_;
