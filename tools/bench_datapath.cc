@@ -21,7 +21,62 @@
 
 namespace tools {
 
+miniport::Result<BenchPath> make_bench_path(const std::string& kind, uint32_t mtu) {
+  BenchPath p;
+  if (kind == "memory") {
+    auto pair = emulator::MemLink::make_pair({.mtu = mtu, .capacity = 4096, .bytes = 64u << 20});
+    if (!pair) return miniport::fail(pair.error());
+    p.a = std::move(pair->first);
+    p.b = std::move(pair->second);
+    return p;
+  }
+  auto ns = emulator::Netns::create_anonymous();
+  // (The raw baseline writes with write(2) on the TAP's fd; the engine uses
+  // the TAP's default backend, io_uring where the kernel allows it.)
+  if (!ns) return miniport::fail(ns.error());
+  p.ns.emplace(std::move(*ns));
+  auto nl = emulator::RouteNetlink::open_in(*p.ns);
+  if (!nl) return miniport::fail(nl.error());
+  COEMU_TRY(nl->add_bridge("coebr0"));
+  COEMU_TRY(nl->set_mtu("coebr0", mtu));
+  for (const char* n : {"coet0", "coet1"}) {
+    auto t = emulator::TapDevice::open({.name = n, .netns = &*p.ns});
+    if (!t) return miniport::fail(t.error());
+    COEMU_TRY(nl->set_mtu(n, mtu));
+    COEMU_TRY(nl->enslave("coebr0", n));
+    COEMU_TRY(nl->set_up(n, true));
+    COEMU_TRY((*t)->refresh_mtu());
+    (p.a ? p.b : p.a) = std::move(*t);
+  }
+  COEMU_TRY(nl->set_up("coebr0", true));
+  return p;
+}
+
+void print_bench_row(const BenchRow& r, bool json) {
+  const double ratio = r.baseline > 0 ? r.value / r.baseline : 0;
+  if (json) {
+    nlohmann::ordered_json j;
+    j["suite"] = r.suite;
+    j["case"] = r.name;
+    j["unit"] = r.unit;
+    j["value"] = r.value;
+    j["baseline"] = r.baseline;
+    j["ratio"] = ratio;
+    j["loss"] = r.loss;
+    j["baseline_loss"] = r.baseline_loss;
+    fmt::print("{}\n", j.dump());
+  } else {
+    fmt::print("{:<34} {:>14.1f} {:>14.1f} {:>7.2f}x  {:<10}", r.suite + "/" + r.name, r.value, r.baseline, ratio,
+               r.unit);
+    if (r.unit == "frames/s") fmt::print(" loss {:.1f}% / {:.1f}%", 100 * r.loss, 100 * r.baseline_loss);
+    fmt::print("\n");
+  }
+  std::fflush(stdout);
+}
+
 namespace {
+
+using Path = BenchPath;
 
 using emulator::DataPath;
 using emulator::Link;
@@ -75,43 +130,6 @@ void open_pvc(Node& a, Node& b) {
   b.vc = *b.mp.vcs().create(2);
   (void)a.mp.vcs().activate(a.vc, {.peer = kMacB, .tx_vci = kVciAtB, .pvc_rx_vci = kVciAtA});
   (void)b.mp.vcs().activate(b.vc, {.peer = kMacA, .tx_vci = kVciAtA, .pvc_rx_vci = kVciAtB});
-}
-
-// The two links under test, built fresh per payload size.
-struct Path {
-  std::unique_ptr<Link> a, b;
-  std::optional<emulator::Netns> ns;  // TAP case: a namespace of our own, gone with it
-};
-
-Result<Path> make_path(const std::string& kind, uint32_t mtu) {
-  Path p;
-  if (kind == "memory") {
-    auto pair = emulator::MemLink::make_pair({.mtu = mtu, .capacity = 4096, .bytes = 64u << 20});
-    if (!pair) return miniport::fail(pair.error());
-    p.a = std::move(pair->first);
-    p.b = std::move(pair->second);
-    return p;
-  }
-  auto ns = emulator::Netns::create_anonymous();
-  // (The raw baseline writes with write(2) on the TAP's fd; the engine uses
-  // the TAP's default backend, io_uring where the kernel allows it.)
-  if (!ns) return miniport::fail(ns.error());
-  p.ns.emplace(std::move(*ns));
-  auto nl = emulator::RouteNetlink::open_in(*p.ns);
-  if (!nl) return miniport::fail(nl.error());
-  COEMU_TRY(nl->add_bridge("coebr0"));
-  COEMU_TRY(nl->set_mtu("coebr0", mtu));
-  for (const char* n : {"coet0", "coet1"}) {
-    auto t = emulator::TapDevice::open({.name = n, .netns = &*p.ns});
-    if (!t) return miniport::fail(t.error());
-    COEMU_TRY(nl->set_mtu(n, mtu));
-    COEMU_TRY(nl->enslave("coebr0", n));
-    COEMU_TRY(nl->set_up(n, true));
-    COEMU_TRY((*t)->refresh_mtu());
-    (p.a ? p.b : p.a) = std::move(*t);
-  }
-  COEMU_TRY(nl->set_up("coebr0", true));
-  return p;
 }
 
 std::vector<uint8_t> raw_frame(const MacAddress& dst, const MacAddress& src, uint32_t vci, size_t payload) {
@@ -328,26 +346,6 @@ std::vector<double> engine_rtt(Path& p, uint32_t rounds, const BenchDatapathOpti
   return us;
 }
 
-void print_row(const BenchRow& r, bool json) {
-  const double ratio = r.baseline > 0 ? r.value / r.baseline : 0;
-  if (json) {
-    nlohmann::ordered_json j;
-    j["suite"] = r.suite;
-    j["case"] = r.name;
-    j["unit"] = r.unit;
-    j["value"] = r.value;
-    j["baseline"] = r.baseline;
-    j["ratio"] = ratio;
-    j["loss"] = r.loss;
-    j["baseline_loss"] = r.baseline_loss;
-    fmt::print("{}\n", j.dump());
-  } else {
-    fmt::print("{:<34} {:>14.1f} {:>14.1f} {:>7.2f}x  {:<10} loss {:.1f}% / {:.1f}%\n", r.suite + "/" + r.name,
-               r.value, r.baseline, ratio, r.unit, 100 * r.loss, 100 * r.baseline_loss);
-  }
-  std::fflush(stdout);
-}
-
 }  // namespace
 
 int run_bench_datapath(const BenchDatapathOptions& o) {
@@ -364,7 +362,7 @@ int run_bench_datapath(const BenchDatapathOptions& o) {
   for (const auto& kind : kinds) {
     for (uint32_t size : o.sizes) {
       const uint32_t mtu = size + 22 > 1500 ? 65521 : 1500;
-      auto path = make_path(kind, mtu);
+      auto path = make_bench_path(kind, mtu);
       if (!path) {
         fmt::print(stderr, "coemu bench: cannot build the {} path: {}{}\n", kind, emulator::last_error(),
                    kind == "tap" ? " (TAP cases need root; try --links memory)" : "");
@@ -384,18 +382,18 @@ int run_bench_datapath(const BenchDatapathOptions& o) {
         engs.push_back(engine_throughput(*path, size, o.seconds, o));
       }
       const Rate raw = median(raws), eng = median(engs);
-      print_row({kind, fmt::format("throughput_{}B", size), "frames/s", eng.per_s, raw.per_s, eng.loss, raw.loss},
+      print_bench_row({kind, fmt::format("throughput_{}B", size), "frames/s", eng.per_s, raw.per_s, eng.loss, raw.loss},
                 o.json);
     }
-    auto path = make_path(kind, 1500);
+    auto path = make_bench_path(kind, 1500);
     if (!path) continue;
     fmt::print(stderr, "bench: {} ping-pong ...\n", kind);
     auto raw = raw_rtt(*path, o.rounds, o.busy_poll);
     auto eng = engine_rtt(*path, o.rounds, o);
     const double rp50 = percentile(raw, 0.5), rp99 = percentile(raw, 0.99);
     const double ep50 = percentile(eng, 0.5), ep99 = percentile(eng, 0.99);
-    print_row({kind, "rtt_p50", "us", ep50, rp50}, o.json);
-    print_row({kind, "rtt_p99", "us", ep99, rp99}, o.json);
+    print_bench_row({kind, "rtt_p50", "us", ep50, rp50}, o.json);
+    print_bench_row({kind, "rtt_p99", "us", ep99, rp99}, o.json);
   }
   return rc;
 }

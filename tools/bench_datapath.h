@@ -4,8 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "emulator/link.h"
+#include "emulator/netns.h"
 
 namespace tools {
 
@@ -27,6 +32,17 @@ struct BenchRow {
   double value = 0, baseline = 0;
   double loss = 0, baseline_loss = 0;  // share of frames written but not delivered
 };
+
+// Two links joined: the memory wire, or two TAPs on a bridge inside an
+// anonymous namespace of its own (root), gone with the BenchPath.
+struct BenchPath {
+  std::unique_ptr<emulator::Link> a, b;
+  std::optional<emulator::Netns> ns;
+};
+[[nodiscard]] miniport::Result<BenchPath> make_bench_path(const std::string& kind, uint32_t mtu);
+
+// Prints a row as a table line or one JSON object.
+void print_bench_row(const BenchRow& r, bool json);
 
 // Runs the selected cases, printing progress on stderr and the rows on stdout
 // (a table, or one JSON object per line). Returns the exit code.

@@ -228,7 +228,7 @@ void add_listen_command(CLI::App& app, ListenOptions& o, CLI::App*& cmd) {
   cmd = app.add_subcommand("listen",
                            "Run a node that listens on SAPs and answers incoming calls; prints each event.\n"
                            "Example (in a lab made by `coemu lab up l1 --nodes a,b --link a-b`):\n"
-                           "  coemu listen -n coe-l1-b -d coel1b0 -a beta --sap 42 --mode echo");
+                           "  coemu listen -n coe-l1-b -d coel1t1 -a beta --sap 42 --mode echo");
   add_node_options(cmd, o.node);
   cmd->add_option("-s,--sap", o.saps,
                   "SAP to listen on (repeatable): 42 or selector:42, service:NAME, wildcard [default: 42]");
@@ -242,7 +242,7 @@ void add_listen_command(CLI::App& app, ListenOptions& o, CLI::App*& cmd) {
 void add_call_command(CLI::App& app, CallOptions& o, CLI::App*& cmd) {
   cmd = app.add_subcommand("call",
                            "Run a node, call NODE:SAP, send packets on the call, close it; prints each event.\n"
-                           "Example: coemu call -n coe-l1-a -d coel1a0 -a alpha beta:42 --count 100 --echo");
+                           "Example: coemu call -n coe-l1-a -d coel1t0 -a alpha beta:42 --count 100 --echo");
   add_node_options(cmd, o.node);
   cmd->add_option("dest", o.dest, "Who to call: NODE:SAP (SAP as for listen --sap)")->required();
   cmd->add_option("--count", o.count, "Packets to send")->check(CLI::Range(uint64_t{0}, uint64_t{100'000'000}))

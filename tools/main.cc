@@ -6,6 +6,7 @@
 
 #include "emulator/lab.h"
 #include "emulator/unique_fd.h"
+#include "tools/bench_calls.h"
 #include "tools/bench_datapath.h"
 #include "tools/demo.h"
 #include "tools/listen_call.h"
@@ -88,6 +89,25 @@ int main(int argc, char** argv) {
   CLI::App* call_cmd = nullptr;
   tools::add_call_command(app, call, call_cmd);
 
+  tools::BenchCallsOptions bench_calls;
+  auto* bench_calls_cmd = bench_cmd->add_subcommand(
+      "calls", "Call setup + teardown rate and setup latency between two nodes over two TAPs on a bridge\n"
+               "(root; in a namespace of its own), against TCP connect + accept + close over a veth between\n"
+               "two namespaces, in the same run.\nExample: coemu bench calls --inflight 1,16 --repeat 5 --json");
+  bench_calls_cmd->add_option("--seconds", bench_calls.seconds, "Seconds per case and repetition")
+      ->check(CLI::Range(0.05, 600.0))
+      ->capture_default_str();
+  bench_calls_cmd->add_option("--inflight", bench_calls.inflight, "Calls (and TCP connections) in flight")
+      ->delimiter(',')
+      ->check(CLI::Range(1u, 1024u));
+  bench_calls_cmd->add_option("--repeat", bench_calls.repeat, "Alternate TCP and coemu this often; report medians")
+      ->check(CLI::Range(1u, 100u))
+      ->capture_default_str();
+  bench_calls_cmd->add_flag("--inline-tx", bench_calls.inline_tx,
+                            "The control thread writes signaling frames to the TAP itself");
+  bench_calls_cmd->add_flag("--busy-poll", bench_calls.busy_poll, "The nodes' I/O threads spin instead of blocking");
+  bench_calls_cmd->add_flag("-j,--json", bench_calls.json, "One JSON object per case, as bench datapath");
+
   auto* lab_cmd = app.add_subcommand("lab", "Build, inspect and remove namespace labs");
   lab_cmd->require_subcommand(1);
   emulator::LabOptions lab_opts;
@@ -121,6 +141,7 @@ int main(int argc, char** argv) {
 
   if (*demo_cmd) return tools::run_demo(demo);
   if (*bench_dp) return tools::run_bench_datapath(bench);
+  if (*bench_calls_cmd) return tools::run_bench_calls(bench_calls);
   if (*listen_cmd) return tools::run_listen(listen);
   if (*call_cmd) return tools::run_call(call);
 

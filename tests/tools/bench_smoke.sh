@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs `coemu bench` suites for a fraction of a second so they keep working,
+# and checks that every row is well-formed JSON with a baseline.
+#   bench_smoke.sh COEMU datapath|calls
+# calls needs root (TAPs and namespaces); exits 77 (ctest: skipped) otherwise.
+set -euo pipefail
+coemu=$1 suite=$2
+case "$suite" in
+  datapath)
+    links=memory
+    if [ "$(id -u)" -eq 0 ] && [ -w /dev/net/tun ]; then links=both; fi
+    out=$("$coemu" bench datapath --links "$links" --sizes 64 --seconds 0.05 --repeat 1 --rounds 50 --json) ;;
+  calls)
+    if [ "$(id -u)" -ne 0 ] || ! [ -w /dev/net/tun ]; then
+      echo "skipped: bench calls needs root (CAP_NET_ADMIN)"; exit 77
+    fi
+    out=$("$coemu" bench calls --seconds 0.1 --repeat 1 --inflight 1,4 --json) ;;
+  *) echo "usage: $0 COEMU datapath|calls"; exit 2 ;;
+esac
+echo "$out"
+python3 - "$suite" "$out" <<'PY'
+import json, sys
+suite, out = sys.argv[1], sys.argv[2]
+rows = [json.loads(l) for l in out.splitlines() if l.strip()]
+assert rows, "no rows"
+for r in rows:
+    for k in ("suite", "case", "unit", "value", "baseline", "ratio"):
+        assert k in r, (k, r)
+    assert r["value"] > 0 and r["baseline"] > 0, r
+if suite == "calls":
+    cases = {r["case"] for r in rows}
+    for n in (1, 4):
+        assert {f"rate_{n}_in_flight", f"setup_p50_{n}_in_flight", f"setup_p99_{n}_in_flight"} <= cases, cases
+PY

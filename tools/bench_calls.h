@@ -1,0 +1,25 @@
+// `coemu bench calls`: call setup + teardown between two nodes over two TAPs
+// on a bridge (in a namespace of its own), 1 and 16 calls in flight, against
+// TCP connect + accept + close over a veth between two namespaces, measured
+// in the same run.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace tools {
+
+struct BenchCallsOptions {
+  double seconds = 1.0;                  // per case and repetition
+  std::vector<uint32_t> inflight = {1, 16};
+  uint32_t repeat = 3;                   // coemu and TCP alternate this often; medians are reported
+  bool inline_tx = false;                // the control thread writes SIG frames to the TAP itself
+  bool busy_poll = false;                // the nodes' I/O threads spin instead of blocking
+  bool json = false;
+};
+
+// Prints progress on stderr and rows on stdout (see print_bench_row).
+// Returns the exit code (1 when a path cannot be built, e.g. without root).
+int run_bench_calls(const BenchCallsOptions& o);
+
+}  // namespace tools
