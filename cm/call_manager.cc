@@ -134,6 +134,15 @@ Status CallManager::delete_vc(VcId vc) {
   return Status::kSuccess;
 }
 
+Result<std::string> CallManager::assign_instance_name(VcId vc, std::string_view base) {
+  auto it = vcs_info_.find(vc.slot);
+  if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0) return miniport::fail(Status::kFailure);
+  if (!it->second.name.empty()) return it->second.name;  // R36: the original name again
+  if (base.empty() || base.size() > 64) return miniport::fail(Status::kInvalidData);
+  it->second.name = std::string(base) + "-" + std::to_string(next_instance_++);
+  return it->second.name;
+}
+
 CallManager::Call* CallManager::find(const Key& k) {
   auto it = calls_.find(k);
   return it == calls_.end() ? nullptr : &it->second;

@@ -154,6 +154,12 @@ class CallManager {
   // close is already under way.
   [[nodiscard]] Status close_call(VcId vc, Time now, CmOutput& out);
 
+  // R36 (NdisCoAssignInstanceName): names a VC BASE-N with a number unique
+  // on this node; a second call returns the first name; the name lives until
+  // the VC is deleted. Errors: kFailure for a dead VC handle; kInvalidData
+  // for an empty base or one over 64 characters.
+  [[nodiscard]] Result<std::string> assign_instance_name(VcId vc, std::string_view base);
+
   // ---- wire and time ----
   void on_sig_frame(const MacAddress& src, std::span<const uint8_t> payload, Time now, CmOutput& out);
   void on_timer(Time now, CmOutput& out);
@@ -193,6 +199,7 @@ class CallManager {
     AfOpenId af;
     ClientId client = 0;
     std::optional<Key> call;
+    std::string name = {};  // R36, once assigned
   };
 
   void run(const Key& k, CallActions& acts, Time now, CmOutput& out);
@@ -227,6 +234,7 @@ class CallManager {
   };
   std::vector<Completion> completions_;
   uint32_t next_ref_ = 1;
+  uint64_t next_instance_ = 1;
   CmCounters c_;
 };
 

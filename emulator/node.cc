@@ -313,6 +313,10 @@ Status Node::close_call(VcId vc) {
   });
 }
 
+Result<std::string> Node::assign_instance_name(VcId vc, const std::string& base) {
+  return on_control([&] { return cm_->assign_instance_name(vc, base); });
+}
+
 uint32_t Node::vcs_in_use() {
   return on_control([&] { return mp_.vcs().in_use(); });
 }

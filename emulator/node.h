@@ -90,6 +90,8 @@ class Node final : private DataPathHandler {
   [[nodiscard]] Status make_call(VcId vc, const std::string& called, const SapSpec& sap);
   [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer);
   [[nodiscard]] Status close_call(VcId vc);
+  // R36: names the VC (see cm::CallManager::assign_instance_name).
+  [[nodiscard]] Result<std::string> assign_instance_name(VcId vc, const std::string& base);
 
   // R16/R17: the node closes its address family, as when it shuts down:
   // every client with an open AF gets kNotifyCloseAf and tears down (closing

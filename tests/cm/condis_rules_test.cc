@@ -110,6 +110,25 @@ TEST(CondisRules, R30_R31_R91_ADeletedVcIsDeadForEveryone) {
   EXPECT_EQ(l.a.delete_vc(vc), Status::kFailure);
 }
 
+TEST(CondisRules, R36_ANamedVcKeepsItsNameUntilDeleted) {
+  Lab l;
+  l.start();
+  AfOpenId af = l.a.open_af(1, kCoemuAf)->id;
+  VcId vc = *l.a.create_vc(af);
+  VcId other = *l.a.create_vc(af);
+  auto name = l.a.assign_instance_name(vc, "video");
+  ASSERT_TRUE(name);
+  EXPECT_EQ(name->rfind("video-", 0), 0u) << *name;
+  EXPECT_EQ(*l.a.assign_instance_name(vc, "else"), *name) << "a second call: the original name";
+  auto second = l.a.assign_instance_name(other, "video");
+  ASSERT_TRUE(second);
+  EXPECT_NE(*second, *name) << "the index keeps names apart";
+  EXPECT_EQ(l.a.assign_instance_name(VcId{}, "x").error(), Status::kFailure);
+  EXPECT_EQ(l.a.assign_instance_name(*l.a.create_vc(af), "").error(), Status::kInvalidData);
+  ASSERT_EQ(l.a.delete_vc(vc), Status::kSuccess);
+  EXPECT_EQ(l.a.assign_instance_name(vc, "video").error(), Status::kFailure) << "gone with its VC";
+}
+
 TEST(CondisRules, R40_NoDataBeforeTheCallIsUpAndBothEndsActiveWhenItIs) {
   Lab l;
   l.start();

@@ -23,7 +23,7 @@ TEST(SapRegistry, R20ClientsRegisterManySaps) {
   EXPECT_EQ(r.client(*c), 2u);
 }
 
-TEST(SapRegistry, R21InUseIsSapInUseUnknownOrMalformedIsInvalidData) {
+TEST(SapRegistry, R21R26InUseIsSapInUseUnknownOrMalformedIsInvalidData) {
   SapRegistry r;
   ASSERT_TRUE(r.add(1, selector(42)));
   EXPECT_EQ(r.add(2, selector(42)).error(), Status::kSapInUse) << "another client holds it";

@@ -186,7 +186,7 @@ class Closer : public Client {
   }
 };
 
-TEST(Node, R16_R17_NodeShutdownClosesTheAfThroughItsClientsWithoutDeadlock) {
+TEST(Node, R16_R17_R19_NodeShutdownClosesTheAfThroughItsClientsWithoutDeadlock) {
   auto link = *MemLink::make_pair({});
   auto alpha = std::move(*Node::start(*link.first, {.address = "alpha", .mac = MacAddress::local(0xa)}));
   auto beta = std::move(*Node::start(*link.second, {.address = "beta", .mac = MacAddress::local(0xb)}));
