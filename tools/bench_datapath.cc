@@ -96,7 +96,8 @@ constexpr uint32_t kVciAtB = 200, kVciAtA = 100;
 class Sink : public emulator::DataPathHandler {
  public:
   void on_receive(std::span<RxPacket> pkts) override {
-    if (echo) {
+    // Set after the data path started (it needs the data path), so atomic.
+    if (DataPath* echo = echo_dp.load(std::memory_order_acquire)) {
       for (RxPacket& p : pkts) {
         TxPacket t{echo->alloc(), 0};
         if (!t.buf) continue;
@@ -112,7 +113,7 @@ class Sink : public emulator::DataPathHandler {
     completed.notify_all();  // a sender may wait for its window to open
   }
   std::atomic<uint64_t> received{0}, completed{0};
-  DataPath* echo = nullptr;
+  std::atomic<DataPath*> echo_dp{nullptr};
   VcId echo_vc;
 };
 
@@ -322,10 +323,10 @@ std::vector<double> engine_rtt(Path& p, uint32_t rounds, const BenchDatapathOpti
   Node a(kMacA, mtu), b(kMacB, mtu);
   open_pvc(a, b);
   const emulator::DataPathOptions dpo{.busy_poll = o.busy_poll, .inline_tx = o.inline_tx, .uring_rx = o.uring_rx};
+  b.sink.echo_vc = b.vc;  // before the I/O threads start: they read it
   a.dp = std::move(*DataPath::start(*p.a, a.mp, a.sink, dpo));
   b.dp = std::move(*DataPath::start(*p.b, b.mp, b.sink, dpo));
-  b.sink.echo = b.dp.get();
-  b.sink.echo_vc = b.vc;
+  b.sink.echo_dp.store(b.dp.get(), std::memory_order_release);
   std::vector<double> us;
   for (uint32_t r = 0; r < rounds; ++r) {
     const uint64_t before = a.sink.received.load();
