@@ -201,7 +201,7 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
   return taken;
 }
 
-Result<void> DataPath::send_frame(std::span<const uint8_t> frame) noexcept {
+Result<void> DataPath::send_frame(std::span<const uint8_t> frame, bool write_now) noexcept {
   if (frame.empty() || frame.size() > size_t{link_.mtu()} + 14 || frame.size() > pool_->buffer_size())
     return miniport::fail(Status::kInvalidLength);
   BufRef b = pool_->try_get();
@@ -211,15 +211,15 @@ Result<void> DataPath::send_frame(std::span<const uint8_t> frame) noexcept {
   it.len = static_cast<uint32_t>(frame.size());
   it.raw = true;
   it.buf = b.release();
-  if (workers_[0]->send_items(std::span(&it, 1)) != 1) {
+  if (workers_[0]->send_items(std::span(&it, 1), write_now) != 1) {
     BufRef back = pool_->adopt(it.buf);
     return miniport::fail(Status::kResources);
   }
   return {};
 }
 
-size_t DataPath::Worker::send_items(std::span<TxItem> items) noexcept {
-  const size_t inlined = opts_.inline_tx ? send_inline(items) : 0;
+size_t DataPath::Worker::send_items(std::span<TxItem> items, bool write_now) noexcept {
+  const size_t inlined = opts_.inline_tx || write_now ? send_inline(items) : 0;
   const size_t queued = inlined < items.size() ? tx_ring_->push_burst(items.subspan(inlined)) : 0;
   if (queued) {
     // Dekker with the I/O thread's sleep: publish, then look whether it sleeps.

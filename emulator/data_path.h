@@ -153,9 +153,11 @@ class DataPath {
 
   // Any thread: a whole Ethernet frame (the call manager's SIG frames) is
   // copied into a pool buffer and queued on the first worker's ring; it gets
-  // no completion. Errors: kResources when the pool or ring is full;
-  // kInvalidLength for a frame that does not fit the link.
-  [[nodiscard]] Result<void> send_frame(std::span<const uint8_t> frame) noexcept;
+  // no completion. With write_now the caller writes it to the link itself
+  // when nothing is queued ahead of it (saving the I/O thread a wake-up),
+  // whatever inline_tx says. Errors: kResources when the pool or ring is
+  // full; kInvalidLength for a frame that does not fit the link.
+  [[nodiscard]] Result<void> send_frame(std::span<const uint8_t> frame, bool write_now = false) noexcept;
 
   // For links without a carrier source (the memory wire): report link state.
   void indicate_carrier(bool up);
@@ -185,7 +187,7 @@ class DataPath {
     void start() { thread_ = std::jthread([this] { run(); }); }
     void join();
     void drain_on_stop() noexcept;
-    size_t send_items(std::span<TxItem> items) noexcept;  // returns how many were taken
+    size_t send_items(std::span<TxItem> items, bool write_now = false) noexcept;  // returns how many were taken
     void add(DataPathCounters& c) const noexcept;
     [[nodiscard]] bool uring_rx() const noexcept { return rx_ring_ != nullptr; }
 

@@ -64,6 +64,11 @@ struct NodeConfig {
   cm::TransportConfig transport = {};
   cm::NeighborConfig neighbors = {};
   DataPathOptions data = {};
+  // The control thread writes a lone SIG frame to the link itself, just
+  // before it sleeps, instead of waking the I/O thread for it. Measured over
+  // TAPs: call setup p50 85-90 us instead of 115-130 us with one call in
+  // flight, the same rate with 16 in flight.
+  bool sig_write_now = true;
 };
 
 class Node final : private DataPathHandler {
@@ -130,7 +135,8 @@ class Node final : private DataPathHandler {
   void post(std::function<void()> task);
   void wake();
   void run() noexcept;
-  void emit(cm::CmOutput& out);
+  void emit(cm::CmOutput& out);  // frames to the data path (see sig_write_now), events to the clients
+  void flush_frames(bool going_idle);
   void arm_timer();
   NodeClient* client(ClientId id);
 
@@ -151,6 +157,8 @@ class Node final : private DataPathHandler {
   // Events wait here while a client callback runs, so a request made from
   // inside on_event never calls back into the client re-entrantly.
   std::deque<ClientEvent> queued_;           // control thread
+  std::vector<std::vector<uint8_t>> frames_;  // control thread: a lone SIG frame held to the end of the pass
+  bool pass_busy_ = false;                    // control thread: this pass sent more than one frame
   bool delivering_ = false;                  // control thread
   bool afs_closing_ = false;                 // control thread
   std::optional<miniport::Time> armed_;      // control thread: the timerfd's deadline

@@ -15,6 +15,7 @@ struct BenchCallsOptions {
   uint32_t repeat = 3;                   // coemu and TCP alternate this often; medians are reported
   bool inline_tx = false;                // the control thread writes SIG frames to the TAP itself
   bool busy_poll = false;                // the nodes' I/O threads spin instead of blocking
+  bool sig_write_now = true;             // a lone SIG frame is written by the control thread
   bool json = false;
 };
 

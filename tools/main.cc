@@ -105,6 +105,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_calls_cmd->add_flag("--inline-tx", bench_calls.inline_tx,
                             "The control thread writes signaling frames to the TAP itself");
+  bench_calls_cmd->add_flag("!--sig-via-io-thread", bench_calls.sig_write_now,
+                            "Every signaling frame goes through the I/O thread (by default the control\n"
+                            "thread writes a lone one itself before it sleeps)");
   bench_calls_cmd->add_flag("--busy-poll", bench_calls.busy_poll, "The nodes' I/O threads spin instead of blocking");
   bench_calls_cmd->add_flag("-j,--json", bench_calls.json, "One JSON object per case, as bench datapath");
 
