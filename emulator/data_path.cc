@@ -249,6 +249,9 @@ size_t DataPath::Worker::send_inline(std::span<TxItem> items) noexcept {
     else err = r.error(), sent = wire;
   }
   unlock_tx();
+  // An impaired link may hold what we wrote until a deadline, and only the
+  // I/O thread releases held frames: have it look at the new deadline.
+  if (sent && link_.next_deadline() && sleeping_.load(std::memory_order_seq_cst)) wake();
   // Settle the prefix up to the last frame the link took; what it refused
   // (back-pressure) goes to the ring, in order, behind nothing.
   size_t settled = 0, wire_seen = 0;

@@ -167,6 +167,21 @@ TEST(DataPath, SendFrameQueuedOrWrittenNowArrivesInOrder) {
   EXPECT_TRUE(wait_for([&] { return r.da->pool().available() == r.da->pool().buffers(); }, std::chrono::seconds(10)));
 }
 
+// A frame the caller writes itself onto a link that delays it must still be
+// released by the I/O thread when its time comes, though that thread was
+// asleep with no deadline when the frame went in.
+TEST(DataPath, FrameWrittenNowOnADelayingLinkLeavesAtItsDeadline) {
+  Rig r;
+  ASSERT_TRUE(r.la->set_impairment(*ImpairmentConfig::parse("delay=5ms,seed=1")));
+  std::vector<uint8_t> f(60, 0);
+  std::copy(kMacB.bytes.begin(), kMacB.bytes.end(), f.begin());
+  miniport::store_be16(&f[12], miniport::kEtherTypeSig);
+  // The I/O thread has gone to sleep with nothing due (nothing wakes it).
+  ASSERT_TRUE(wait_for([&] { return r.da->counters().sleeps > 0; }, std::chrono::seconds(5)));
+  ASSERT_TRUE(r.da->send_frame(f, /*write_now=*/true));
+  EXPECT_TRUE(wait_for([&] { return r.hb.sig_.load() == 1; }, std::chrono::seconds(5)));
+}
+
 TEST(DataPath, CarrierBecomesLinkStateIndications) {
   Rig r;
   r.da->indicate_carrier(true);
