@@ -200,9 +200,9 @@ bool CallFsm::close(Time now, CallActions& out) {
   return true;
 }
 
-void CallFsm::peer_lost(CallActions& out) {
+void CallFsm::peer_lost(CallActions& out, uint8_t c) {
   if (state_ == CallState::kNull) return;
-  clear(cause::kTemporaryFailure, std::nullopt, out);
+  clear(c, std::nullopt, out);
 }
 
 void CallFsm::enquire(Time now, CallActions& out) {

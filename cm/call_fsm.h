@@ -116,9 +116,10 @@ class CallFsm {
   bool close(Time now, CallActions& out);
   // Asks the peer for its state of the call (STATUS_ENQUIRY, T322).
   void enquire(Time now, CallActions& out);
-  // The peer went down, restarted or reset the association (3.1, 3.2): the
-  // call is cleared locally with cause 41 and nothing is sent.
-  void peer_lost(CallActions& out);
+  // The peer went down, restarted or reset the association (3.1, 3.2), or
+  // our link went down: the call is cleared locally with `cause` (41, or 27
+  // for the link) and nothing is sent.
+  void peer_lost(CallActions& out, uint8_t cause = cause::kTemporaryFailure);
 
   // A decoded, checked message for this call (4.2 steps 1-4 done by the CM).
   void on_message(const Message& m, Time now, CallActions& out);

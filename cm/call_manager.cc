@@ -456,6 +456,28 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
   run(k, acts, now, out);
 }
 
+void CallManager::on_link(bool up, Time now, CmOutput& out) {
+  if (up == link_up_) return;
+  link_up_ = up;
+  if (!up) {
+    std::vector<Key> keys;
+    for (const auto& [k, c] : calls_) keys.push_back(k);
+    for (const Key& k : keys) {
+      if (std::find(restart_on_link_up_.begin(), restart_on_link_up_.end(), k.peer) == restart_on_link_up_.end())
+        restart_on_link_up_.push_back(k.peer);
+      if (Call* c = find(k)) {
+        CallActions acts;
+        c->fsm.peer_lost(acts, cause::kDestinationOutOfOrder);
+        run(k, acts, now, out);
+      }
+    }
+    return;
+  }
+  start(now, out);  // announce ourselves again
+  for (const MacAddress& peer : std::exchange(restart_on_link_up_, {}))
+    answer(peer, MsgType::kRestart, 0, std::nullopt, std::nullopt, now, out);
+}
+
 void CallManager::peer_gone(const MacAddress& peer, Time now, CmOutput& out) {
   std::vector<Key> keys;
   for (const auto& [k, c] : calls_)

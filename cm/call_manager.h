@@ -86,6 +86,7 @@ struct ClientEvent {
     kCloseCallComplete,
     kDeregisterSapComplete,
     kNeighborEvent,      // a duplicate address and the like: `detail`
+    kLinkStatus,         // R84/R85: the NIC's link is `link_up` at `speed_bps` (every client)
   };
   Kind kind = Kind::kNeighborEvent;
   ClientId client = 0;
@@ -97,6 +98,8 @@ struct ClientEvent {
   uint8_t cause = 0;
   std::string peer_address = {};
   std::string detail = {};
+  bool link_up = false;
+  uint64_t speed_bps = 0;
 };
 
 struct CmOutput {
@@ -159,6 +162,13 @@ class CallManager {
   // the VC is deleted. Errors: kFailure for a dead VC handle; kInvalidData
   // for an empty base or one over 64 characters.
   [[nodiscard]] Result<std::string> assign_instance_name(VcId vc, std::string_view base);
+
+  // R84/R85: the link's state changed. Down: every call is cleared at once
+  // (kIncomingClose, cause 27 destination out of order; nothing can be sent).
+  // Up: a HELLO goes out at once, and every peer we had calls with when the
+  // link went down is sent RESTART for all calls, so it clears its side too.
+  void on_link(bool up, Time now, CmOutput& out);
+  [[nodiscard]] bool link_up() const noexcept { return link_up_; }
 
   // ---- wire and time ----
   void on_sig_frame(const MacAddress& src, std::span<const uint8_t> payload, Time now, CmOutput& out);
@@ -235,6 +245,8 @@ class CallManager {
   std::vector<Completion> completions_;
   uint32_t next_ref_ = 1;
   uint64_t next_instance_ = 1;
+  bool link_up_ = true;
+  std::vector<MacAddress> restart_on_link_up_;  // peers whose calls the link took down
   CmCounters c_;
 };
 

@@ -68,7 +68,12 @@ Result<void> DataPath::Worker::init() {
   COEMU_TRY(add(rx_ring_ ? rx_ring_->event_fd() : link_.rx_fd_on(q_), 0));
   COEMU_TRY(add(wake_fd_.get(), 1));
   // Carrier events are the first worker's job.
-  if (q_ == 0 && opts_.link_events) COEMU_TRY(add(opts_.link_events->fd(), 2));
+  if (q_ == 0 && opts_.link_events) {
+    COEMU_TRY(add(opts_.link_events->fd(), 2));
+    // The current state first (it arrives as events): a link that is up
+    // when we start is reported up without waiting for a change.
+    COEMU_TRY(opts_.link_events->request_dump());
+  }
   reader_ = mp_.vcs().qsbr().register_reader();
   if (reader_ >= miniport::Qsbr::kMaxReaders) {
     set_last_error("too many I/O threads on one miniport");

@@ -6,6 +6,7 @@
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/route/link.h>
+#include <netlink/route/rtnl.h>
 #include <poll.h>
 
 #include <cerrno>
@@ -67,6 +68,14 @@ Result<std::unique_ptr<LinkEventWatcher>> LinkEventWatcher::open() {
 
 Result<std::unique_ptr<LinkEventWatcher>> LinkEventWatcher::open_in(const Netns& ns) {
   return run_in(ns, [] { return open(); });
+}
+
+Result<void> LinkEventWatcher::request_dump() {
+  if (int e = nl_rtgen_request(sk_.get(), RTM_GETLINK, AF_UNSPEC, NLM_F_DUMP); e < 0) {
+    set_last_error(std::string("RTM_GETLINK dump: ") + nl_geterror(e));
+    return miniport::fail(Status::kFailure);
+  }
+  return {};
 }
 
 int LinkEventWatcher::fd() const noexcept { return nl_socket_get_fd(sk_.get()); }

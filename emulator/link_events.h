@@ -42,6 +42,10 @@ class LinkEventWatcher {
   // none). When the kernel dropped events because the socket overflowed
   // (ENOBUFS), `overflows` counts it and the caller should re-read link state.
   [[nodiscard]] Result<std::vector<LinkEvent>> poll(miniport::Duration timeout);
+  // Asks the kernel for the current state of every link; it arrives through
+  // poll() as ordinary events (so a watcher learns where things stand, not
+  // only what changes later). Errors: kFailure.
+  [[nodiscard]] Result<void> request_dump();
   // The socket's fd, for an epoll loop.
   [[nodiscard]] int fd() const noexcept;
   [[nodiscard]] uint64_t overflows() const noexcept { return overflows_; }

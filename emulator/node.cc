@@ -44,6 +44,9 @@ Result<std::unique_ptr<Node>> Node::start(Link& link, const NodeConfig& cfg) {
     if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) return miniport::fail(record_errno("epoll_ctl", errno));
   }
   n->dp_ = COEMU_TRY(DataPath::start(link, n->mp_, *n, cfg.data));
+  // Without a carrier source (the memory wire, or a TAP whose link events
+  // nobody watches) the link is taken to be up until told otherwise.
+  if (!cfg.data.link_events) n->dp_->indicate_carrier(true);
   n->control_ = std::jthread([p = n.get()] { p->run(); });
   n->control_id_ = n->control_.get_id();
   // The first HELLO goes out from the control thread.
@@ -241,7 +244,23 @@ void Node::on_send_complete(std::span<const TxCompletion> done) {
   }
 }
 
-void Node::on_status(const miniport::StatusIndication&) {}
+void Node::on_status(const miniport::StatusIndication& ind) {
+  // R84: a link-state indication reaches every client, then the CM, which
+  // clears the calls when the link goes down (R85).
+  post([this, ind] {
+    cm::CmOutput out;
+    for (ClientId id = 1; id < kMaxClients; ++id) {
+      if (!client(id)) continue;
+      ClientEvent e{ClientEvent::Kind::kLinkStatus};
+      e.client = id;
+      e.link_up = ind.link_up;
+      e.speed_bps = ind.speed_bps;
+      out.events.push_back(e);
+    }
+    cm_->on_link(ind.link_up, steady_now(), out);
+    emit(out);
+  });
+}
 
 // ---- requests ----
 

@@ -165,6 +165,7 @@ const char* kind_name(cm::ClientEvent::Kind k) {
     case K::kNeighborEvent: return "neighbor_event";
     case K::kCreateVc: return "create_vc";
     case K::kDeleteVc: return "delete_vc";
+    case K::kLinkStatus: return "link_status";
   }
   return "unknown";
 }
@@ -183,6 +184,7 @@ std::string describe(const cm::ClientEvent& e, bool json) {
     }
     if (!e.peer_address.empty()) j["peer"] = e.peer_address;
     if (!e.detail.empty()) j["detail"] = e.detail;
+    if (e.kind == cm::ClientEvent::Kind::kLinkStatus) j["link_up"] = e.link_up;
     return j.dump();
   }
   switch (e.kind) {
@@ -203,6 +205,7 @@ std::string describe(const cm::ClientEvent& e, bool json) {
     case K::kDeregisterSapComplete: return "SAP deregistered";
     case K::kCreateVc: return fmt::format("vc {} made for an incoming call", vc);
     case K::kDeleteVc: return fmt::format("vc {} deleted", vc);
+    case K::kLinkStatus: return e.link_up ? fmt::format("link up ({} bit/s)", e.speed_bps) : "link down";
     default: return fmt::format("{}: {}{}", kind_name(e.kind), miniport::to_string(e.status),
                                 e.detail.empty() ? "" : " " + e.detail);
   }

@@ -255,6 +255,48 @@ TEST(CallManager, R16_R17_CmCloseAsksEveryClientToTearDownAndCloseInside) {
   EXPECT_EQ(far->cause, cause::kNormalClearing);
 }
 
+TEST(CallManager, R85_LinkDownClearsCallsAndLinkUpRestartsThemAtThePeer) {
+  Lab l;
+  l.start();
+  Answered c = answered_call(l);
+  l.ev_a.clear();
+  l.ev_b.clear();
+  CmOutput out;
+  // alpha's link goes down: frames from alpha are lost while it is.
+  l.a.on_link(false, l.now, out);
+  l.take(kMacA, out);
+  EXPECT_TRUE(l.wire.empty()) << "nothing is sent on a link that is down";
+  ASSERT_EQ(Lab::kinds(l.ev_a), std::vector<Ev>{Ev::kIncomingClose});
+  EXPECT_EQ(l.ev_a[0].cause, cause::kDestinationOutOfOrder);
+  EXPECT_EQ(l.ev_a[0].vc, c.vc_a);
+  EXPECT_NE(l.vcs_a.state(c.vc_a), miniport::VcState::kActive);
+  ASSERT_EQ(l.a.close_call(c.vc_a, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  EXPECT_EQ(l.a.calls(), 0u);
+  EXPECT_EQ(l.b.calls(), 1u) << "beta has not heard yet";
+  // Up again: alpha announces itself and tells beta to clear its side.
+  l.a.on_link(true, l.now, out);
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  const ClientEvent* ic = l.last(l.ev_b, Ev::kIncomingClose);
+  ASSERT_NE(ic, nullptr) << "RESTART cleared beta's side";
+  EXPECT_EQ(ic->vc, c.vc_b);
+  ASSERT_EQ(l.b.close_call(c.vc_b, l.now, out), Status::kPending);
+  l.take(kMacB, out);
+  l.pump(l.now + milliseconds(50));
+  EXPECT_EQ(l.b.calls(), 0u);
+  // And new calls work.
+  l.ev_a.clear();
+  ASSERT_EQ(l.a.delete_vc(c.vc_a), Status::kSuccess);
+  VcId vc = *l.a.create_vc(c.af_a);
+  ASSERT_EQ(l.a.make_call(vc, "beta", kSap42, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  l.answer(l.last(l.ev_b, Ev::kIncomingCall)->vc, Status::kSuccess);
+  ASSERT_NE(l.last(l.ev_a, Ev::kMakeCallComplete), nullptr);
+  EXPECT_EQ(l.last(l.ev_a, Ev::kMakeCallComplete)->status, Status::kSuccess);
+}
+
 class LossyWire : public ::testing::TestWithParam<uint64_t> {};
 
 TEST_P(LossyWire, HundredCallsAllCompleteAndLeaveNothing) {

@@ -122,7 +122,8 @@ struct Lab {
 
 // beta's client takes an incoming call; returns beta's AF, SAP and VC.
 struct Answered {
-  AfOpenId af;
+  AfOpenId af;    // beta's
+  AfOpenId af_a;  // alpha's
   SapId sap;
   VcId vc_a, vc_b;
 };
@@ -130,7 +131,8 @@ inline Answered answered_call(Lab& l) {
   Answered r;
   r.af = l.b.open_af(2, kCoemuAf)->id;
   r.sap = *l.b.register_sap(r.af, kSap42);
-  r.vc_a = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
+  r.af_a = l.a.open_af(1, kCoemuAf)->id;
+  r.vc_a = *l.a.create_vc(r.af_a);
   CmOutput out;
   EXPECT_EQ(l.a.make_call(r.vc_a, "beta", kSap42, l.now, out), Status::kPending);
   l.take(kMacA, out);

@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "emulator/link_events.h"
 #include "emulator/node.h"
 #include "emulator/route_netlink.h"
 #include "emulator/tap_device.h"
@@ -55,7 +56,13 @@ class TapCalls : public ::testing::Test {
     COEMU_REQUIRE(coemu_test::enter_fresh_netns());
     taps_ = coemu_test::bridged_taps({{.name = "coet0"}, {.name = "coet1"}});
     ASSERT_EQ(taps_.size(), 2u) << last_error();
-    auto a = Node::start(*taps_[0], {.address = "alpha", .mac = MacAddress::local(0xa)});
+    // alpha watches its TAP's carrier (R85); beta takes its link as up.
+    auto w = LinkEventWatcher::open();
+    ASSERT_TRUE(w) << last_error();
+    events_ = std::move(*w);
+    auto a = Node::start(*taps_[0], {.address = "alpha",
+                                     .mac = MacAddress::local(0xa),
+                                     .data = {.link_events = events_.get(), .ifname = "coet0"}});
     auto b = Node::start(*taps_[1], {.address = "beta", .mac = MacAddress::local(0xb)});
     ASSERT_TRUE(a && b) << last_error();
     alpha_ = std::move(*a);
@@ -81,9 +88,11 @@ class TapCalls : public ::testing::Test {
   void TearDown() override {
     alpha_.reset();
     beta_.reset();
+    events_.reset();
   }
 
   std::vector<std::unique_ptr<TapDevice>> taps_;
+  std::unique_ptr<LinkEventWatcher> events_;
   std::unique_ptr<Node> alpha_, beta_;
   Recorder caller_, listener_;
   ClientId ca_ = 0, cb_ = 0;
@@ -127,6 +136,33 @@ TEST_F(TapCalls, DuplicateSapAcrossTwoClientsIsSapInUse) {
   auto r = beta_->register_sap(af, kSap42);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error(), Status::kSapInUse);
+}
+
+// The TAP loses its carrier (the NIC's cable is pulled): the clients hear the
+// link go down, the call is cleared with cause 27; carrier back: beta is told
+// to clear its side, and new calls succeed.
+TEST_F(TapCalls, R84_R85_CarrierLossClearsCallsAndCarrierBackRestoresService) {
+  VcId vc = *alpha_->create_vc(af_a_);
+  auto up = call(vc, kSap42);
+  ASSERT_TRUE(up && up->status == Status::kSuccess);
+  ASSERT_TRUE(taps_[0]->set_carrier(false));
+  ASSERT_TRUE(wait_for([&] { return caller_.count(Ev::kIncomingClose) == 1; }, seconds(10)));
+  EXPECT_EQ(caller_.last(Ev::kIncomingClose)->cause, cm::cause::kDestinationOutOfOrder);
+  ASSERT_TRUE(caller_.last(Ev::kLinkStatus).has_value());
+  EXPECT_FALSE(caller_.last(Ev::kLinkStatus)->link_up);
+  ASSERT_TRUE(wait_for([&] { return caller_.count(Ev::kCloseCallComplete) == 1; }, seconds(10)));
+  EXPECT_EQ(listener_.count(Ev::kIncomingClose), 0u) << "beta cannot hear of it while the link is down";
+
+  ASSERT_TRUE(taps_[0]->set_carrier(true));
+  ASSERT_TRUE(wait_for([&] { return caller_.last(Ev::kLinkStatus)->link_up; }, seconds(10)));
+  ASSERT_TRUE(wait_for([&] { return listener_.count(Ev::kIncomingClose) == 1; }, seconds(10)))
+      << "RESTART from alpha cleared beta's side";
+  EXPECT_TRUE(wait_for([&] { return beta_->calls() == 0; }, seconds(10)));
+  ASSERT_TRUE(wait_for([&] { return alpha_->delete_vc(vc) == Status::kSuccess; }, seconds(10)));
+  VcId again = *alpha_->create_vc(af_a_);
+  auto second = call(again, kSap42);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->status, Status::kSuccess);
 }
 
 TEST_F(TapCalls, KillingThePeerClearsItsCallsWithinTheDeadInterval) {

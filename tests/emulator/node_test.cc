@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "emulator/mem_link.h"
 #include "node_pair.h"
 
@@ -210,6 +212,58 @@ TEST(Node, R16_R17_R19_NodeShutdownClosesTheAfThroughItsClientsWithoutDeadlock) 
   ASSERT_TRUE(wait_for([&] { return caller.find(Ev::kIncomingClose).has_value(); }, std::chrono::seconds(10)));
   EXPECT_EQ(caller.find(Ev::kIncomingClose)->cause, cm::cause::kNormalClearing);
   EXPECT_EQ(beta->calls(), 0u);
+}
+
+TEST(Node, R84_R85_LinkStateReachesEveryClientAndADownLinkClearsTheCalls) {
+  Pair p;
+  Client bystander;  // attached, no AF: still hears the link state (R84)
+  bystander.node = p.alpha.get();
+  (void)p.alpha->attach(&bystander);
+  AfOpenId af_b = *p.beta->open_af(p.cb);
+  ASSERT_TRUE(p.beta->register_sap(af_b, kSap42));
+  VcId vc = *p.alpha->create_vc(*p.alpha->open_af(p.ca));
+  ASSERT_EQ(p.alpha->make_call(vc, "beta", kSap42), Status::kPending);
+  ASSERT_TRUE(wait_for([&] { return p.listener.find(Ev::kCallConnected).has_value(); }, std::chrono::seconds(10)));
+
+  p.alpha->data().indicate_carrier(false);
+  ASSERT_TRUE(wait_for([&] { return p.caller.find(Ev::kIncomingClose).has_value(); }, std::chrono::seconds(10)));
+  EXPECT_EQ(p.caller.find(Ev::kIncomingClose)->cause, cm::cause::kDestinationOutOfOrder);
+  auto down_at = [](Client& c) {
+    std::lock_guard lock(c.mu);
+    return std::find_if(c.events.begin(), c.events.end(),
+                        [](const ClientEvent& e) { return e.kind == Ev::kLinkStatus && !e.link_up; }) -
+           c.events.begin();
+  };
+  {
+    auto k = kinds(p.caller);
+    const auto down = down_at(p.caller);
+    ASSERT_LT(static_cast<size_t>(down), k.size()) << "the caller heard the link go down";
+    EXPECT_LT(down, std::find(k.begin(), k.end(), Ev::kIncomingClose) - k.begin())
+        << "the status first, then the close it caused";
+  }
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lock(bystander.mu);
+    return !bystander.events.empty() && bystander.events.back().kind == Ev::kLinkStatus &&
+           !bystander.events.back().link_up;
+  }, std::chrono::seconds(5))) << "a client without an AF hears it too";
+  ASSERT_TRUE(wait_for([&] { return p.caller.find(Ev::kCloseCallComplete).has_value(); }, std::chrono::seconds(10)));
+
+  // Up again: beta is told to clear its side, and calls work again.
+  p.alpha->data().indicate_carrier(true);
+  ASSERT_TRUE(wait_for([&] { return p.listener.find(Ev::kIncomingClose).has_value(); }, std::chrono::seconds(10)));
+  EXPECT_TRUE(wait_for([&] { return p.beta->calls() == 0; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(wait_for([&] { return p.alpha->delete_vc(vc) == Status::kSuccess; }, std::chrono::seconds(10)));
+  VcId again = *p.alpha->create_vc(*p.alpha->open_af(p.ca));
+  ASSERT_EQ(p.alpha->make_call(again, "beta", kSap42), Status::kPending);
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lock(p.caller.mu);
+    return std::count_if(p.caller.events.begin(), p.caller.events.end(),
+                         [](const ClientEvent& e) { return e.kind == Ev::kMakeCallComplete; }) == 2;
+  }, std::chrono::seconds(10)));
+  std::lock_guard lock(p.caller.mu);
+  auto it = std::find_if(p.caller.events.rbegin(), p.caller.events.rend(),
+                         [](const ClientEvent& e) { return e.kind == Ev::kMakeCallComplete; });
+  EXPECT_EQ(it->status, Status::kSuccess);
 }
 
 TEST(Node, CloseAddressFamiliesReportsAClientThatNeverCloses) {
