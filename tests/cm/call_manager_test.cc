@@ -194,12 +194,8 @@ TEST(CallManager, R14_R15_CloseWithALiveCallPendsUntilTheCallIsGone) {
   ASSERT_EQ(l.b.close_af(c.af), Status::kPending) << "R15: the incoming call still lives";
   EXPECT_EQ(l.b.close_af(c.af), Status::kFailure) << "R15: a second close";
   EXPECT_EQ(l.b.register_sap(c.af, kSap42).error(), Status::kFailure) << "R15: the handle died at the close";
-  ASSERT_EQ(l.a.close_call(c.vc_a, l.now, out), Status::kPending);
-  l.take(kMacA, out);
-  l.pump(l.now + milliseconds(50));
-  ASSERT_EQ(l.b.close_call(c.vc_b, l.now, out), Status::kPending);
-  l.take(kMacB, out);
-  l.pump(l.now + milliseconds(50));
+  l.close(l.a, c.vc_a);
+  l.close(l.b, c.vc_b);
   EXPECT_EQ(Lab::kinds(l.ev_b),
             (std::vector<Ev>{Ev::kDeregisterSapComplete, Ev::kIncomingClose, Ev::kCloseCallComplete, Ev::kDeleteVc,
                              Ev::kCloseAfComplete}))
@@ -281,9 +277,7 @@ TEST(CallManager, R85_LinkDownClearsCallsAndLinkUpRestartsThemAtThePeer) {
   const ClientEvent* ic = l.last(l.ev_b, Ev::kIncomingClose);
   ASSERT_NE(ic, nullptr) << "RESTART cleared beta's side";
   EXPECT_EQ(ic->vc, c.vc_b);
-  ASSERT_EQ(l.b.close_call(c.vc_b, l.now, out), Status::kPending);
-  l.take(kMacB, out);
-  l.pump(l.now + milliseconds(50));
+  l.close(l.b, c.vc_b);
   EXPECT_EQ(l.b.calls(), 0u);
   // And new calls work.
   l.ev_a.clear();

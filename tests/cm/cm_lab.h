@@ -108,6 +108,13 @@ struct Lab {
     take(kMacB, out);
     pump(now + milliseconds(50));
   }
+  // `side` closes the call on vc; then the wire and timers run for 50 ms.
+  void close(CallManager& side, VcId vc) {
+    CmOutput out;
+    EXPECT_EQ(side.close_call(vc, now, out), Status::kPending);
+    take(&side == &a ? kMacA : kMacB, out);
+    pump(now + milliseconds(50));
+  }
   static std::vector<Ev> kinds(const std::vector<ClientEvent>& ev) {
     std::vector<Ev> k;
     for (const auto& e : ev) k.push_back(e.kind);

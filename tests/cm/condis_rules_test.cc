@@ -49,9 +49,7 @@ TEST(CondisRules, R25_DeregisteringASapLeavesItsCallsAlone) {
   ASSERT_NE(l.last(l.ev_a, Ev::kMakeCallComplete), nullptr);
   EXPECT_EQ(l.last(l.ev_a, Ev::kMakeCallComplete)->cause, cause::kIncompatibleDestination);
   // And the old call still closes normally.
-  ASSERT_EQ(l.a.close_call(c.vc_a, l.now, out), Status::kPending);
-  l.take(kMacA, out);
-  l.pump(l.now + milliseconds(50));
+  l.close(l.a, c.vc_a);
   EXPECT_NE(l.last(l.ev_b, Ev::kIncomingClose), nullptr);
 }
 
@@ -226,12 +224,8 @@ TEST(CondisRules, R35_R66_AClientReusesItsVcForAnotherCall) {
   l.start();
   Answered c = answered_call(l);
   CmOutput out;
-  ASSERT_EQ(l.a.close_call(c.vc_a, l.now, out), Status::kPending);
-  l.take(kMacA, out);
-  l.pump(l.now + milliseconds(50));
-  ASSERT_EQ(l.b.close_call(c.vc_b, l.now, out), Status::kPending);
-  l.take(kMacB, out);
-  l.pump(l.now + milliseconds(50));
+  l.close(l.a, c.vc_a);
+  l.close(l.b, c.vc_b);
   l.ev_a.clear();
   l.ev_b.clear();
   ASSERT_EQ(l.a.make_call(c.vc_a, "beta", kSap42, l.now, out), Status::kPending);
