@@ -157,7 +157,7 @@ struct CoemuRig {
 
 miniport::Result<std::unique_ptr<CoemuRig>> make_coemu_rig(const BenchCallsOptions& o) {
   auto rig = std::make_unique<CoemuRig>();
-  const emulator::DataPathOptions data{.busy_poll = o.busy_poll, .inline_tx = o.inline_tx};
+  const emulator::DataPathOptions data{.busy_poll = o.busy_poll};
   rig->path = COEMU_TRY(make_bench_path("tap", 1500));
   rig->alpha = COEMU_TRY(Node::start(*rig->path.a, {.address = "alpha", .mac = miniport::MacAddress::local(0xa), .data = data, .sig_write_now = o.sig_write_now}));
   rig->beta = COEMU_TRY(Node::start(*rig->path.b, {.address = "beta", .mac = miniport::MacAddress::local(0xb), .data = data, .sig_write_now = o.sig_write_now}));

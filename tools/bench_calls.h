@@ -13,7 +13,6 @@ struct BenchCallsOptions {
   double seconds = 1.0;                  // per case and repetition
   std::vector<uint32_t> inflight = {1, 16};
   uint32_t repeat = 3;                   // coemu and TCP alternate this often; medians are reported
-  bool inline_tx = false;                // the control thread writes SIG frames to the TAP itself
   bool busy_poll = false;                // the nodes' I/O threads spin instead of blocking
   bool sig_write_now = true;             // a lone SIG frame is written by the control thread
   bool json = false;

@@ -35,6 +35,13 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
+// --seconds and --repeat, as every bench suite has them.
+void add_timing_options(CLI::App* cmd, double& seconds, uint32_t& repeat, const char* seconds_help,
+                        const char* repeat_help) {
+  cmd->add_option("--seconds", seconds, seconds_help)->check(CLI::Range(0.05, 600.0))->capture_default_str();
+  cmd->add_option("--repeat", repeat, repeat_help)->check(CLI::Range(1u, 100u))->capture_default_str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -64,9 +71,8 @@ int main(int argc, char** argv) {
       "datapath", "Two nodes move DATA frames on a PVC through the engine, over the memory wire and over\n"
                   "two TAPs on a bridge (root; in a namespace of its own), against a raw one-call-per-frame\n"
                   "loop on the identical path; then ping-pong round trips.");
-  bench_dp->add_option("--seconds", bench.seconds, "Seconds per throughput case")
-      ->check(CLI::Range(0.05, 600.0))
-      ->capture_default_str();
+  add_timing_options(bench_dp, bench.seconds, bench.repeat, "Seconds per throughput case",
+                     "Alternate raw and engine this often; report medians");
   bench_dp->add_option("--sizes", bench.sizes, "Payload sizes in bytes (above 1478 runs on MTU 65521)")
       ->delimiter(',')
       ->check(CLI::Range(4u, 65499u));
@@ -74,9 +80,6 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"memory", "tap", "both"}))
       ->capture_default_str();
   bench_dp->add_option("--rounds", bench.rounds, "Ping-pong round trips")->check(CLI::Range(1u, 10'000'000u));
-  bench_dp->add_option("--repeat", bench.repeat, "Alternate raw and engine this often; report medians")
-      ->check(CLI::Range(1u, 100u))
-      ->capture_default_str();
   bench_dp->add_flag("--busy-poll", bench.busy_poll, "I/O threads spin instead of blocking");
   bench_dp->add_flag("--inline-tx", bench.inline_tx, "Senders write to the link themselves when nothing is queued");
   bench_dp->add_flag("--uring-rx", bench.uring_rx, "Receive from TAPs through io_uring (posted reads)");
@@ -94,17 +97,11 @@ int main(int argc, char** argv) {
       "calls", "Call setup + teardown rate and setup latency between two nodes over two TAPs on a bridge\n"
                "(root; in a namespace of its own), against TCP connect + accept + close over a veth between\n"
                "two namespaces, in the same run.\nExample: coemu bench calls --inflight 1,16 --repeat 5 --json");
-  bench_calls_cmd->add_option("--seconds", bench_calls.seconds, "Seconds per case and repetition")
-      ->check(CLI::Range(0.05, 600.0))
-      ->capture_default_str();
+  add_timing_options(bench_calls_cmd, bench_calls.seconds, bench_calls.repeat, "Seconds per case and repetition",
+                     "Alternate TCP and coemu this often; report medians");
   bench_calls_cmd->add_option("--inflight", bench_calls.inflight, "Calls (and TCP connections) in flight")
       ->delimiter(',')
       ->check(CLI::Range(1u, 1024u));
-  bench_calls_cmd->add_option("--repeat", bench_calls.repeat, "Alternate TCP and coemu this often; report medians")
-      ->check(CLI::Range(1u, 100u))
-      ->capture_default_str();
-  bench_calls_cmd->add_flag("--inline-tx", bench_calls.inline_tx,
-                            "The control thread writes signaling frames to the TAP itself");
   bench_calls_cmd->add_flag("!--sig-via-io-thread", bench_calls.sig_write_now,
                             "Every signaling frame goes through the I/O thread (by default the control\n"
                             "thread writes a lone one itself before it sleeps)");
