@@ -80,7 +80,9 @@ class Node final : private DataPathHandler {
 
   // Registers a client; its id is the owner of its VCs. Returns 0 when 63
   // clients are attached already. The client is then told of the node's
-  // address family (kAfRegistered, R10) on the control thread.
+  // address family (kAfRegistered, R10) on the control thread. The node's
+  // threads call the client until the node is destroyed: it must outlive
+  // the node.
   ClientId attach(NodeClient* client);
 
   // Requests (any thread; from the control thread they run inline). Each

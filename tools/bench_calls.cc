@@ -149,10 +149,10 @@ class Cycler : public emulator::NodeClient {
 };
 
 struct CoemuRig {
+  Acceptor acceptor;  // before the nodes: destroyed after them
+  Cycler cycler;
   BenchPath path;
   std::unique_ptr<Node> alpha, beta;
-  Acceptor acceptor;
-  Cycler cycler;
 };
 
 miniport::Result<std::unique_ptr<CoemuRig>> make_coemu_rig(const BenchCallsOptions& o) {

@@ -50,6 +50,13 @@ class Waiter {
   std::condition_variable cv_;
 };
 
+// Stops a command's node when it leaves scope: declared after the client,
+// it runs first, so the node's threads never call a destroyed client.
+struct StopFirst {
+  CliNode& cli;
+  ~StopFirst() { cli.node.reset(); }
+};
+
 void print_event(const ClientEvent& e, bool json) {
   fmt::print("{}\n", describe(e, json));
   std::fflush(stdout);
@@ -273,6 +280,7 @@ int run_listen(const ListenOptions& o) {
   auto& cli = *std::get<std::unique_ptr<CliNode>>(started);
   Node& node = *cli.node;
   Listener l(node, o);
+  const StopFirst stop{cli};  // the node stops before the client goes
   const cm::ClientId me = node.attach(&l);
   auto af = node.open_af(me);
   if (!af) {
@@ -323,6 +331,7 @@ int run_call(const CallOptions& o) {
     return kUsage;
   }
   Caller c(node, o);
+  const StopFirst stop{cli};  // the node stops before the client goes
   const cm::ClientId me = node.attach(&c);
   const Seconds wait(o.wait);
   const auto heard_deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(wait);

@@ -93,14 +93,14 @@ TEST(NodeImpaired, ManyCallsOverALossyReorderingDuplicatingWire) {
   ASSERT_TRUE(pair.has_value());
   for (auto* l : {pair->first.get(), pair->second.get()})
     ASSERT_TRUE(l->set_impairment(*ImpairmentConfig::parse("loss=10%,delay=1ms,jitter=500us,reorder=10%,duplicate=5%,seed=3")));
+  Listener listener;  // the clients outlive the nodes, whose threads call them
+  Caller caller;
   auto alpha = Node::start(*pair->first, {.address = "alpha", .mac = MacAddress::local(0xa)});
   auto beta = Node::start(*pair->second, {.address = "beta", .mac = MacAddress::local(0xb)});
   ASSERT_TRUE(alpha && beta) << last_error();
-  Listener listener;
   listener.node = beta->get();
   AfOpenId af_b = *(*beta)->open_af((*beta)->attach(&listener));
   SapId sap = *(*beta)->register_sap(af_b, kSap42);
-  Caller caller;
   caller.node = alpha->get();
   caller.af = *(*alpha)->open_af((*alpha)->attach(&caller));
   ASSERT_TRUE(wait_for([&] { return (*alpha)->knows("beta"); }, seconds(10)));

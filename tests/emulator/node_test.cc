@@ -60,10 +60,10 @@ class Client : public NodeClient {
 TEST(Node, CallAcrossTheMemoryWireCarriesDataAndClosesCleanly) {
   auto pair = MemLink::make_pair({});
   ASSERT_TRUE(pair.has_value());
+  Client caller, listener;  // outlive the nodes, whose threads call them
   auto alpha = Node::start(*pair->first, {.address = "alpha", .mac = MacAddress::local(0xa)});
   auto beta = Node::start(*pair->second, {.address = "beta", .mac = MacAddress::local(0xb)});
   ASSERT_TRUE(alpha && beta) << last_error();
-  Client caller, listener;
   caller.node = alpha->get();
   listener.node = beta->get();
   listener.listener = true;
@@ -113,9 +113,11 @@ struct Pair {
     cb = beta->attach(&listener);
     EXPECT_TRUE(wait_for([&] { return alpha->knows("beta"); }, std::chrono::seconds(10)));
   }
+  // Clients first: members go in reverse, so the nodes (whose threads call
+  // the clients) stop before the clients are destroyed.
+  Client caller, listener;
   std::pair<std::unique_ptr<Link>, std::unique_ptr<Link>> link;
   std::unique_ptr<Node> alpha, beta;
-  Client caller, listener;
   ClientId ca = 0, cb = 0;
 };
 
@@ -127,10 +129,10 @@ std::vector<Ev> kinds(Client& c) {
 }
 
 TEST(Node, R10_EveryClientHearsOfTheAddressFamilyAlsoOnesAttachingLater) {
+  Client late;  // outlives the nodes
   Pair p;
   ASSERT_TRUE(wait_for([&] { return p.listener.find(Ev::kAfRegistered).has_value(); }, std::chrono::seconds(5)));
   EXPECT_EQ(p.listener.find(Ev::kAfRegistered)->address_family, cm::kCoemuAf);
-  Client late;
   late.node = p.beta.get();
   const ClientId id = p.beta->attach(&late);
   ASSERT_TRUE(wait_for([&] { return late.find(Ev::kAfRegistered).has_value(); }, std::chrono::seconds(5)));
@@ -189,11 +191,11 @@ class Closer : public Client {
 };
 
 TEST(Node, R16_R17_R19_NodeShutdownClosesTheAfThroughItsClientsWithoutDeadlock) {
+  Client caller;  // declared before the nodes, so they outlive the nodes' threads
+  Closer closer;
   auto link = *MemLink::make_pair({});
   auto alpha = std::move(*Node::start(*link.first, {.address = "alpha", .mac = MacAddress::local(0xa)}));
   auto beta = std::move(*Node::start(*link.second, {.address = "beta", .mac = MacAddress::local(0xb)}));
-  Client caller;
-  Closer closer;
   caller.node = alpha.get();
   closer.node = beta.get();
   closer.listener = true;
@@ -215,8 +217,8 @@ TEST(Node, R16_R17_R19_NodeShutdownClosesTheAfThroughItsClientsWithoutDeadlock) 
 }
 
 TEST(Node, R84_R85_LinkStateReachesEveryClientAndADownLinkClearsTheCalls) {
+  Client bystander;  // attached, no AF: still hears the link state (R84); outlives the nodes
   Pair p;
-  Client bystander;  // attached, no AF: still hears the link state (R84)
   bystander.node = p.alpha.get();
   (void)p.alpha->attach(&bystander);
   AfOpenId af_b = *p.beta->open_af(p.cb);
