@@ -353,6 +353,11 @@ Status Node::close_call(VcId vc) {
   });
 }
 
+miniport::OidResult Node::query_miniport(uint32_t oid, std::optional<VcId> vc, std::span<uint8_t> out) {
+  // On the control thread, which alone changes the VC table's handles.
+  return on_control([&] { return mp_.query(oid, vc, out); });
+}
+
 Result<std::string> Node::assign_instance_name(VcId vc, const std::string& base) {
   return on_control([&] { return cm_->assign_instance_name(vc, base); });
 }

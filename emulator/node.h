@@ -97,6 +97,10 @@ class Node final : private DataPathHandler {
   [[nodiscard]] Status make_call(VcId vc, const std::string& called, const SapSpec& sap);
   [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer);
   [[nodiscard]] Status close_call(VcId vc);
+  // R76 with no AF handle: a query straight to the miniport, adapter-wide or
+  // for one VC (R80), answered from the fast path's counters with R79/R82's
+  // statuses and sizes. Any thread.
+  [[nodiscard]] miniport::OidResult query_miniport(uint32_t oid, std::optional<VcId> vc, std::span<uint8_t> out);
   // R36: names the VC (see cm::CallManager::assign_instance_name).
   [[nodiscard]] Result<std::string> assign_instance_name(VcId vc, const std::string& base);
 

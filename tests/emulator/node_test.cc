@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 
 #include "emulator/mem_link.h"
 #include "node_pair.h"
@@ -266,6 +268,45 @@ TEST(Node, R84_R85_LinkStateReachesEveryClientAndADownLinkClearsTheCalls) {
   auto it = std::find_if(p.caller.events.rbegin(), p.caller.events.rend(),
                          [](const ClientEvent& e) { return e.kind == Ev::kMakeCallComplete; });
   EXPECT_EQ(it->status, Status::kSuccess);
+}
+
+// R76/R80/R82: statistics OIDs to the miniport count what the fast path
+// moved, per VC and adapter-wide.
+TEST(Node, R76_R80_R82_StatisticsOidsCountTheCallsPackets) {
+  Pair p;
+  AfOpenId af_b = *p.beta->open_af(p.cb);
+  ASSERT_TRUE(p.beta->register_sap(af_b, kSap42));
+  VcId vc = *p.alpha->create_vc(*p.alpha->open_af(p.ca));
+  ASSERT_EQ(p.alpha->make_call(vc, "beta", kSap42), Status::kPending);
+  ASSERT_TRUE(wait_for([&] { return p.listener.find(Ev::kCallConnected).has_value(); }, std::chrono::seconds(10)));
+  const VcId vc_b = p.listener.find(Ev::kIncomingCall)->vc;
+  constexpr uint64_t kPackets = 300;
+  ASSERT_EQ(coemu_test::send_seq(p.alpha->data(), vc, 0, kPackets), kPackets);
+  ASSERT_TRUE(wait_for([&] { return p.listener.received.load() >= kPackets; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(wait_for([&] { return p.caller.completed.load() >= kPackets; }, std::chrono::seconds(10)));
+  auto u64 = [](const std::array<uint8_t, 8>& b) {
+    uint64_t v;
+    std::memcpy(&v, b.data(), 8);
+    return v;
+  };
+  std::array<uint8_t, 8> buf{};
+  auto r = p.alpha->query_miniport(miniport::oid::kXmitPdusOk, vc, buf);
+  ASSERT_EQ(r.status, Status::kSuccess);
+  EXPECT_EQ(r.bytes_written, 8u);
+  EXPECT_EQ(u64(buf), kPackets) << "this VC's sends";
+  r = p.beta->query_miniport(miniport::oid::kRcvPdusOk, vc_b, buf);
+  ASSERT_EQ(r.status, Status::kSuccess);
+  EXPECT_EQ(u64(buf), kPackets) << "the callee's VC received them all";
+  r = p.alpha->query_miniport(miniport::oid::kXmitPdusOk, std::nullopt, buf);
+  ASSERT_EQ(r.status, Status::kSuccess);
+  EXPECT_GE(u64(buf), kPackets) << "adapter-wide";
+  std::array<uint8_t, 4> small{};
+  r = p.alpha->query_miniport(miniport::oid::kXmitPdusOk, vc, small);
+  EXPECT_EQ(r.status, Status::kSuccess) << "R82: 4 bytes get the low 32 bits";
+  EXPECT_EQ(r.bytes_written, 4u);
+  EXPECT_EQ(r.bytes_needed, 8u);
+  EXPECT_EQ(p.alpha->query_miniport(miniport::oid::kXmitPdusOk, VcId{12345, 9}, buf).status, Status::kInvalidData)
+      << "a VC handle that was never issued";
 }
 
 TEST(Node, CloseAddressFamiliesReportsAClientThatNeverCloses) {
