@@ -1,6 +1,7 @@
 #include "cm/call_manager.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace cm {
 
@@ -132,6 +133,20 @@ Status CallManager::delete_vc(VcId vc) {
   afs_.remove(it->second.af, Held::kVc);
   vcs_info_.erase(it);
   return Status::kSuccess;
+}
+
+miniport::OidResult CallManager::query_oid(AfOpenId af, uint32_t oid, std::span<uint8_t> out) const {
+  if (!afs_.usable(af)) return {Status::kFailure, 0, 0};
+  if (oid != co_oid::kGetAddresses) return {Status::kInvalidOid, 0, 0};
+  // CO_ADDRESS_LIST {ULONG NumberOfAddressesAvailable; ULONG NumberOfAddresses;
+  // CO_ADDRESS AddressList[]}, CO_ADDRESS {ULONG AddressSize; UCHAR Address[]}.
+  const std::string& a = cfg_.node_address;
+  const auto need = static_cast<uint32_t>(12 + a.size());
+  if (out.size() < need) return {Status::kInvalidLength, 0, need};
+  const uint32_t head[3] = {1, 1, static_cast<uint32_t>(a.size())};
+  std::memcpy(out.data(), head, sizeof head);
+  std::memcpy(out.data() + sizeof head, a.data(), a.size());
+  return {Status::kSuccess, need, 0};
 }
 
 Result<std::string> CallManager::assign_instance_name(VcId vc, std::string_view base) {

@@ -29,12 +29,18 @@
 #include "cm/neighbors.h"
 #include "cm/sap_registry.h"
 #include "cm/transport.h"
+#include "miniport/miniport.h"
 #include "miniport/vc_table.h"
 
 namespace cm {
 
 using miniport::VcId;
 using ClientId = uint64_t;
+
+// The CM's OIDs (ntddndis.h, condis-spec R83).
+namespace co_oid {
+inline constexpr uint32_t kGetAddresses = 0xFE000006;
+}  // namespace co_oid
 
 struct CmConfig {
   std::string node_address = {};  // 1-32 of [A-Za-z0-9._-]
@@ -156,6 +162,13 @@ class CallManager {
   // R64: kPending, then kCloseCallComplete. kFailure when no call or a
   // close is already under way.
   [[nodiscard]] Status close_call(VcId vc, Time now, CmOutput& out);
+
+  // R76/R83: an OID query a client sends to the CM with its AF handle.
+  // OID_CO_GET_ADDRESSES answers a CO_ADDRESS_LIST (ntddndis.h layout, host
+  // byte order) holding this node's address. Statuses (R79): kInvalidOid
+  // for an OID the CM does not know, kInvalidLength with bytes_needed for a
+  // short buffer, kFailure for a dead AF handle.
+  [[nodiscard]] miniport::OidResult query_oid(AfOpenId af, uint32_t oid, std::span<uint8_t> out) const;
 
   // R36 (NdisCoAssignInstanceName): names a VC BASE-N with a number unique
   // on this node; a second call returns the first name; the name lives until

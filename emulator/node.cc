@@ -358,6 +358,10 @@ miniport::OidResult Node::query_miniport(uint32_t oid, std::optional<VcId> vc, s
   return on_control([&] { return mp_.query(oid, vc, out); });
 }
 
+miniport::OidResult Node::query_cm(AfOpenId af, uint32_t oid, std::span<uint8_t> out) {
+  return on_control([&] { return cm_->query_oid(af, oid, out); });
+}
+
 Result<std::string> Node::assign_instance_name(VcId vc, const std::string& base) {
   return on_control([&] { return cm_->assign_instance_name(vc, base); });
 }

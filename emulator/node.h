@@ -101,6 +101,9 @@ class Node final : private DataPathHandler {
   // for one VC (R80), answered from the fast path's counters with R79/R82's
   // statuses and sizes. Any thread.
   [[nodiscard]] miniport::OidResult query_miniport(uint32_t oid, std::optional<VcId> vc, std::span<uint8_t> out);
+  // R76 with an AF handle: a query to the call manager (see
+  // cm::CallManager::query_oid, e.g. OID_CO_GET_ADDRESSES). Any thread.
+  [[nodiscard]] miniport::OidResult query_cm(AfOpenId af, uint32_t oid, std::span<uint8_t> out);
   // R36: names the VC (see cm::CallManager::assign_instance_name).
   [[nodiscard]] Result<std::string> assign_instance_name(VcId vc, const std::string& base);
 

@@ -3,6 +3,10 @@
 // and sequence tests assert the exact order of the callbacks.
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cstring>
+#include <string>
+
 #include "cm_lab.h"
 
 namespace cm {
@@ -125,6 +129,29 @@ TEST(CondisRules, R36_ANamedVcKeepsItsNameUntilDeleted) {
   EXPECT_EQ(l.a.assign_instance_name(*l.a.create_vc(af), "").error(), Status::kInvalidData);
   ASSERT_EQ(l.a.delete_vc(vc), Status::kSuccess);
   EXPECT_EQ(l.a.assign_instance_name(vc, "video").error(), Status::kFailure) << "gone with its VC";
+}
+
+TEST(CondisRules, R76_R79_R83_GetAddressesFromTheCmWithTheAfHandle) {
+  Lab l;
+  AfOpenId af = l.a.open_af(1, kCoemuAf)->id;
+  std::array<uint8_t, 64> buf{};
+  auto r = l.a.query_oid(af, co_oid::kGetAddresses, buf);
+  ASSERT_EQ(r.status, Status::kSuccess);
+  ASSERT_EQ(r.bytes_written, 12u + 5u);
+  uint32_t head[3];
+  std::memcpy(head, buf.data(), sizeof head);
+  EXPECT_EQ(head[0], 1u) << "NumberOfAddressesAvailable";
+  EXPECT_EQ(head[1], 1u) << "NumberOfAddresses";
+  EXPECT_EQ(head[2], 5u) << "AddressSize";
+  EXPECT_EQ(std::string(buf.begin() + 12, buf.begin() + 17), "alpha");
+  std::array<uint8_t, 8> small{};
+  r = l.a.query_oid(af, co_oid::kGetAddresses, small);
+  EXPECT_EQ(r.status, Status::kInvalidLength);
+  EXPECT_EQ(r.bytes_needed, 17u);
+  EXPECT_EQ(r.bytes_written, 0u);
+  EXPECT_EQ(l.a.query_oid(af, 0xFE0000FF, buf).status, Status::kInvalidOid);
+  ASSERT_EQ(l.a.close_af(af), Status::kSuccess);
+  EXPECT_EQ(l.a.query_oid(af, co_oid::kGetAddresses, buf).status, Status::kFailure) << "a dead AF handle";
 }
 
 TEST(CondisRules, R40_NoDataBeforeTheCallIsUpAndBothEndsActiveWhenItIs) {

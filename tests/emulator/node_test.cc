@@ -307,6 +307,12 @@ TEST(Node, R76_R80_R82_StatisticsOidsCountTheCallsPackets) {
   EXPECT_EQ(r.bytes_needed, 8u);
   EXPECT_EQ(p.alpha->query_miniport(miniport::oid::kXmitPdusOk, VcId{12345, 9}, buf).status, Status::kInvalidData)
       << "a VC handle that was never issued";
+  // R76: with the AF handle the query goes to the CM instead.
+  std::array<uint8_t, 64> list{};
+  const AfOpenId af_a = *p.alpha->open_af(p.ca);
+  r = p.alpha->query_cm(af_a, cm::co_oid::kGetAddresses, list);
+  ASSERT_EQ(r.status, Status::kSuccess);
+  EXPECT_EQ(std::string(list.begin() + 12, list.begin() + r.bytes_written), "alpha");
 }
 
 TEST(Node, CloseAddressFamiliesReportsAClientThatNeverCloses) {
