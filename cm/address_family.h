@@ -14,7 +14,9 @@
 // so a close knows whether it may finish.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <vector>
 
 #include "cm/slot_table.h"
@@ -105,7 +107,9 @@ class AddressFamilies {
     AfOpenState state = AfOpenState::kOpening;
     uint32_t held[4] = {0, 0, 0, 0};
   };
-  static bool idle(const Entry& e) { return e.held[0] == 0 && e.held[1] == 0 && e.held[2] == 0 && e.held[3] == 0; }
+  static bool idle(const Entry& e) {
+    return std::all_of(std::begin(e.held), std::end(e.held), [](uint32_t n) { return n == 0; });
+  }
 
   AfOptions opts_;
   std::vector<uint32_t> afs_;

@@ -123,12 +123,12 @@ void Node::emit(cm::CmOutput& out) {
     // With sig_write_now the first frame of a pass waits: if it stays the
     // only one, this thread writes it just before it sleeps. A second frame
     // sends both to the I/O thread at once, which writes while we go on.
-    if (cfg_.sig_write_now && frames_.empty() && !pass_busy_) {
-      frames_.push_back(std::move(frame));
+    if (cfg_.sig_write_now && !held_ && !pass_busy_) {
+      held_ = std::move(frame);
       continue;
     }
     pass_busy_ = true;
-    flush_frames(false);
+    flush_held(false);
     // A full ring or pool loses this copy; the transport resends MSGs and
     // HELLOs repeat, so signaling recovers.
     (void)dp_->send_frame(frame);
@@ -145,12 +145,13 @@ void Node::emit(cm::CmOutput& out) {
   delivering_ = false;
 }
 
-void Node::flush_frames(bool going_idle) {
+void Node::flush_held(bool going_idle) {
+  if (!held_) return;
   // A lone frame sent just before this thread sleeps is written from here:
   // one wake-up less on a call's critical path, and no woken thread left
   // waiting behind a busy one.
-  for (const auto& f : frames_) (void)dp_->send_frame(f, going_idle);
-  frames_.clear();
+  (void)dp_->send_frame(*held_, going_idle);
+  held_.reset();
 }
 
 void Node::arm_timer() {
@@ -197,7 +198,7 @@ void Node::run() noexcept {
       std::lock_guard lock(mu_);
       idle = tasks_.empty() && sig_.empty();
     }
-    flush_frames(idle);
+    flush_held(idle);
     if (!idle) continue;
     const int n = ::epoll_wait(epoll_.get(), evs, 4, -1);
     for (int i = 0; i < n; ++i) {

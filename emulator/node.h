@@ -145,7 +145,7 @@ class Node final : private DataPathHandler {
   void wake();
   void run() noexcept;
   void emit(cm::CmOutput& out);  // frames to the data path (see sig_write_now), events to the clients
-  void flush_frames(bool going_idle);
+  void flush_held(bool going_idle);
   void arm_timer();
   NodeClient* client(ClientId id);
 
@@ -166,7 +166,7 @@ class Node final : private DataPathHandler {
   // Events wait here while a client callback runs, so a request made from
   // inside on_event never calls back into the client re-entrantly.
   std::deque<ClientEvent> queued_;           // control thread
-  std::vector<std::vector<uint8_t>> frames_;  // control thread: a lone SIG frame held to the end of the pass
+  std::optional<std::vector<uint8_t>> held_;  // control thread: a lone SIG frame held to the end of the pass
   bool pass_busy_ = false;                    // control thread: this pass sent more than one frame
   bool delivering_ = false;                  // control thread
   bool afs_closing_ = false;                 // control thread
