@@ -37,12 +37,6 @@ struct Run {
   uint64_t failed = 0;
 };
 
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1))];
-}
-
 double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
 
 // ---- coemu: two nodes on TAPs ----

@@ -52,6 +52,12 @@ miniport::Result<BenchPath> make_bench_path(const std::string& kind, uint32_t mt
   return p;
 }
 
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+}
+
 void print_bench_row(const BenchRow& r, bool json) {
   const double ratio = r.baseline > 0 ? r.value / r.baseline : 0;
   if (json) {
@@ -264,12 +270,6 @@ Rate engine_throughput(Path& p, size_t payload, double seconds, const BenchDatap
 Rate median(std::vector<Rate> v) {
   std::sort(v.begin(), v.end(), [](const Rate& a, const Rate& b) { return a.per_s < b.per_s; });
   return v[v.size() / 2];
-}
-
-double percentile(std::vector<double>& v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
 }
 
 // One frame the plain way: write(2) on a TAP, send_burst on the memory wire.

@@ -41,6 +41,9 @@ struct BenchPath {
 };
 [[nodiscard]] miniport::Result<BenchPath> make_bench_path(const std::string& kind, uint32_t mtu);
 
+// The q-quantile (0..1) of samples; 0 when there are none.
+[[nodiscard]] double percentile(std::vector<double> samples, double q);
+
 // Prints a row as a table line or one JSON object.
 void print_bench_row(const BenchRow& r, bool json);
 
