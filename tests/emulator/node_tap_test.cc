@@ -11,6 +11,7 @@
 #include "bridged_taps.h"
 #include "net_test_util.h"
 #include "node_pair.h"
+#include "recording_client.h"
 
 namespace emulator {
 namespace {
@@ -22,33 +23,7 @@ using std::chrono::seconds;
 
 const SapSpec kSap42{1, {0, 42}};
 
-class Recorder : public NodeClient {
- public:
-  Node* node = nullptr;
-  bool accept = false;
-  std::mutex mu;
-  std::vector<ClientEvent> events;
-  void on_event(const ClientEvent& e) override {
-    if (accept && e.kind == Ev::kIncomingCall) {
-      EXPECT_EQ(node->incoming_call_complete(e.vc, Status::kSuccess), Status::kSuccess);
-    }
-    if (e.kind == Ev::kIncomingClose) {
-      EXPECT_EQ(node->close_call(e.vc), Status::kPending);
-    }
-    std::lock_guard lock(mu);
-    events.push_back(e);
-  }
-  size_t count(Ev k) {
-    std::lock_guard lock(mu);
-    return static_cast<size_t>(std::count_if(events.begin(), events.end(), [&](auto& e) { return e.kind == k; }));
-  }
-  std::optional<ClientEvent> last(Ev k) {
-    std::lock_guard lock(mu);
-    for (auto it = events.rbegin(); it != events.rend(); ++it)
-      if (it->kind == k) return *it;
-    return std::nullopt;
-  }
-};
+using Recorder = coemu_test::RecordingClient;
 
 class TapCalls : public ::testing::Test {
  protected:

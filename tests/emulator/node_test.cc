@@ -11,6 +11,7 @@
 
 #include "emulator/mem_link.h"
 #include "node_pair.h"
+#include "recording_client.h"
 
 namespace emulator {
 namespace {
@@ -21,43 +22,7 @@ using Ev = ClientEvent::Kind;
 
 const SapSpec kSap42{1, {0, 42}};
 
-// Records events; as a listener it accepts every call and answers every
-// incoming close with its own close, from inside on_event (inline requests).
-class Client : public NodeClient {
- public:
-  Node* node = nullptr;
-  bool listener = false;
-  std::mutex mu;
-  std::vector<ClientEvent> events;
-  std::atomic<uint64_t> received{0}, bad{0}, completed{0};
-  std::atomic<uint32_t> next{0};
-
-  void on_event(const ClientEvent& e) override {
-    if (listener && e.kind == Ev::kIncomingCall) {
-      EXPECT_EQ(node->incoming_call_complete(e.vc, Status::kSuccess), Status::kSuccess);
-    }
-    if (e.kind == Ev::kIncomingClose) {
-      EXPECT_EQ(node->close_call(e.vc), Status::kPending);
-    }
-    std::lock_guard lock(mu);
-    events.push_back(e);
-  }
-  void on_receive(std::span<RxPacket> pkts) override {
-    for (auto& p : pkts) {
-      if (coemu_test::payload_ok(p.payload(), next.load())) next.fetch_add(1);
-      else bad.fetch_add(1);
-    }
-    received.fetch_add(pkts.size());
-  }
-  void on_send_complete(std::span<const TxCompletion> done) override { completed.fetch_add(done.size()); }
-
-  std::optional<ClientEvent> find(Ev k) {
-    std::lock_guard lock(mu);
-    for (auto& e : events)
-      if (e.kind == k) return e;
-    return std::nullopt;
-  }
-};
+using Client = coemu_test::RecordingClient;
 
 TEST(Node, CallAcrossTheMemoryWireCarriesDataAndClosesCleanly) {
   auto pair = MemLink::make_pair({});
@@ -68,7 +33,7 @@ TEST(Node, CallAcrossTheMemoryWireCarriesDataAndClosesCleanly) {
   ASSERT_TRUE(alpha && beta) << last_error();
   caller.node = alpha->get();
   listener.node = beta->get();
-  listener.listener = true;
+  listener.accept = true;
   const ClientId ca = (*alpha)->attach(&caller);
   const ClientId cb = (*beta)->attach(&listener);
   AfOpenId af_b = *(*beta)->open_af(cb);
@@ -110,7 +75,7 @@ struct Pair {
     beta = std::move(*Node::start(*link.second, beta_cfg));
     caller.node = alpha.get();
     listener.node = beta.get();
-    listener.listener = true;
+    listener.accept = true;
     ca = alpha->attach(&caller);
     cb = beta->attach(&listener);
     EXPECT_TRUE(wait_for([&] { return alpha->knows("beta"); }, std::chrono::seconds(10)));
@@ -200,7 +165,7 @@ TEST(Node, R16_R17_R19_NodeShutdownClosesTheAfThroughItsClientsWithoutDeadlock) 
   auto beta = std::move(*Node::start(*link.second, {.address = "beta", .mac = MacAddress::local(0xb)}));
   caller.node = alpha.get();
   closer.node = beta.get();
-  closer.listener = true;
+  closer.accept = true;
   const ClientId ca = alpha->attach(&caller);
   closer.af = *beta->open_af(beta->attach(&closer));
   closer.sap = *beta->register_sap(closer.af, kSap42);
