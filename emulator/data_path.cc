@@ -239,7 +239,7 @@ size_t DataPath::Worker::send_inline(std::span<TxItem> items) noexcept {
   // Only when nothing is queued ahead: a sender's frames never overtake its
   // own earlier frames still in the ring or pending in the I/O thread.
   if (tx_pending_ != 0 || pushed_.load(std::memory_order_acquire) != popped_.load(std::memory_order_acquire)) {
-    unlock_tx();
+    release_tx(tx_pending_ != 0);
     return 0;
   }
   std::array<std::span<const uint8_t>, kMaxBatch> spans;
@@ -253,7 +253,7 @@ size_t DataPath::Worker::send_inline(std::span<TxItem> items) noexcept {
     if (r) sent = *r;
     else err = r.error(), sent = wire;
   }
-  unlock_tx();
+  release_tx(false);
   // An impaired link may hold what we wrote until a deadline, and only the
   // I/O thread releases held frames: have it look at the new deadline.
   if (sent && link_.next_deadline() && sleeping_.load(std::memory_order_seq_cst)) wake();
@@ -298,6 +298,15 @@ size_t DataPath::Worker::send_inline(std::span<TxItem> items) noexcept {
   return settled;
 }
 
+void DataPath::Worker::release_tx(bool work_left) noexcept {
+  // Dekker with the I/O thread's sleep, which looks at the lock after
+  // announcing it sleeps: either it saw the lock free and carries on, or we
+  // see it asleep here and wake it for what waits.
+  tx_lock_.store(false, std::memory_order_seq_cst);
+  if (!sleeping_.load(std::memory_order_seq_cst)) return;
+  if (work_left || pushed_.load(std::memory_order_seq_cst) != popped_.load(std::memory_order_seq_cst)) wake();
+}
+
 bool DataPath::Worker::deliver_done() noexcept {
   const size_t n = done_ring_->pop_burst(std::span(completions_));
   if (n == 0) return false;
@@ -333,8 +342,9 @@ void DataPath::Worker::complete(std::span<TxItem> items, bool abort) noexcept {
 }
 
 bool DataPath::Worker::do_tx() noexcept {
-  // A sender writing inline holds the link; come back on the next round.
-  if (!try_lock_tx()) return true;
+  // A sender writing inline holds the link: it wakes us when it lets go if
+  // work is waiting (release_tx), so there is nothing to spin for.
+  if (!try_lock_tx()) return false;
   if (tx_pending_ < opts_.batch) {
     const size_t n = tx_ring_->pop_burst(std::span(tx_items_).subspan(tx_pending_, opts_.batch - tx_pending_));
     popped_.fetch_add(n, std::memory_order_release);
@@ -510,8 +520,13 @@ void DataPath::Worker::run() noexcept {
     }
     // Going to sleep: announce it, then look once more for sends published
     // before the announcement (Dekker with send()).
+    // Sends waiting behind a sender that holds the link are its to hand
+    // back (release_tx wakes us): spinning for them here would keep that
+    // sender off a shared core until the next tick.
     sleeping_.store(true, std::memory_order_seq_cst);
-    if (pushed_.load(std::memory_order_seq_cst) != popped_.load(std::memory_order_relaxed) || tx_pending_ ||
+    const bool tx_work =
+        pushed_.load(std::memory_order_seq_cst) != popped_.load(std::memory_order_relaxed) || tx_pending_;
+    if ((tx_work && !tx_lock_.load(std::memory_order_seq_cst)) ||
         done_pushed_.load(std::memory_order_seq_cst) != done_popped_.load(std::memory_order_relaxed)) {
       sleeping_.store(false, std::memory_order_relaxed);
       continue;

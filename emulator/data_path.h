@@ -210,6 +210,9 @@ class DataPath {
     bool deliver_done() noexcept;
     bool try_lock_tx() noexcept { return !tx_lock_.exchange(true, std::memory_order_acquire); }
     void unlock_tx() noexcept { tx_lock_.store(false, std::memory_order_release); }
+    // A sender lets go of the link; wakes the sleeping I/O thread when sends
+    // wait in the ring or (work_left) in its pending batch.
+    void release_tx(bool work_left) noexcept;
     void wake() noexcept;
 
     DataPath& dp_;
