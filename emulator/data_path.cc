@@ -12,6 +12,11 @@
 
 namespace emulator {
 
+namespace {
+// The worker whose I/O thread this is (none: nullptr).
+thread_local const void* t_worker = nullptr;
+}  // namespace
+
 using miniport::kFramePayloadOffset;
 using miniport::RxKind;
 
@@ -224,7 +229,11 @@ Result<void> DataPath::send_frame(std::span<const uint8_t> frame, bool write_now
 }
 
 size_t DataPath::Worker::send_items(std::span<TxItem> items, bool write_now) noexcept {
-  const size_t inlined = opts_.inline_tx || write_now ? send_inline(items) : 0;
+  // From this worker's own thread (a handler sending from an upcall) the
+  // ring is the way: it writes them on its next round anyway, and an inline
+  // send could wait on a completion ring only this thread drains.
+  const bool own = t_worker == this;
+  const size_t inlined = (opts_.inline_tx || write_now) && !own ? send_inline(items) : 0;
   const size_t queued = inlined < items.size() ? tx_ring_->push_burst(items.subspan(inlined)) : 0;
   if (queued) {
     // Dekker with the I/O thread's sleep: publish, then look whether it sleeps.
@@ -430,7 +439,10 @@ bool DataPath::Worker::do_rx_ring() noexcept {
 void DataPath::Worker::sort(std::span<const uint8_t> frame, BufRef* buf, size_t& out) noexcept {
   const miniport::RxVerdict v = mp_.classify(frame);
   switch (v.kind) {
-    case RxKind::kSig: h_.on_signaling(frame); break;
+    case RxKind::kSig:
+      h_.on_signaling(frame);
+      rx_sig_ = true;
+      break;
     case RxKind::kDrop: break;
     case RxKind::kData:
       if (!buf) {
@@ -456,6 +468,10 @@ void DataPath::Worker::indicate(size_t out, size_t frames) noexcept {
     for (size_t i = 0; i < out; ++i) rx_packets_[i].release();
   }
   if (frames) rx_batches_.fetch_add(1, std::memory_order_relaxed);
+  if (rx_sig_) {
+    rx_sig_ = false;
+    h_.on_signaling_done();
+  }
 }
 
 bool DataPath::Worker::do_rx() noexcept {
@@ -495,6 +511,7 @@ void DataPath::indicate_carrier(bool up) {
 }
 
 void DataPath::Worker::run() noexcept {
+  t_worker = this;
   if (opts_.cpu >= 0) {
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     cpu_set_t set;
@@ -506,6 +523,8 @@ void DataPath::Worker::run() noexcept {
   auto& qsbr = mp_.vcs().qsbr();
   qsbr.online(reader_);
   epoll_event evs[4];
+  const bool poll = opts_.poll_window.count() > 0;
+  miniport::Time last_busy{};
   while (!dp_.stop_.load(std::memory_order_acquire)) {
     loops_.fetch_add(1, std::memory_order_relaxed);
     bool busy = do_tx();
@@ -514,8 +533,15 @@ void DataPath::Worker::run() noexcept {
     if (q_ == 0)
       if (auto d = link_.next_deadline(); d && *d <= steady_now()) link_.flush_due();
     qsbr.quiescent(reader_);  // no VC pointer is held past here
+    if (busy) last_busy = steady_now();
     if (busy || opts_.busy_poll) {
       if (opts_.link_events && !busy) do_events();
+      continue;
+    }
+    if (poll && steady_now() - last_busy < opts_.poll_window) {
+      // Polling, not working: any other thread ready on this core (a client
+      // about to send, the control thread) goes first.
+      sched_yield();
       continue;
     }
     // Going to sleep: announce it, then look once more for sends published

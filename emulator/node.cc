@@ -7,11 +7,30 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <utility>
 
 #include "emulator/clock.h"
 #include "miniport/byte_order.h"
 
 namespace emulator {
+
+namespace {
+
+// The node whose control context this thread holds (none: nullptr).
+thread_local const Node* t_control = nullptr;
+
+class ControlScope {
+ public:
+  explicit ControlScope(const Node* n) noexcept : prev_(std::exchange(t_control, n)) {}
+  ~ControlScope() { t_control = prev_; }
+  ControlScope(const ControlScope&) = delete;
+  ControlScope& operator=(const ControlScope&) = delete;
+
+ private:
+  const Node* prev_;
+};
+
+}  // namespace
 
 Node::Node(Link& link, const NodeConfig& cfg)
     : link_(link), cfg_(cfg), mp_({.mac = cfg.mac, .mtu = link.mtu()}) {}
@@ -43,12 +62,16 @@ Result<std::unique_ptr<Node>> Node::start(Link& link, const NodeConfig& cfg) {
     ev.data.fd = fd;
     if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) return miniport::fail(record_errno("epoll_ctl", errno));
   }
-  n->dp_ = COEMU_TRY(DataPath::start(link, n->mp_, *n, cfg.data));
+  {
+    // The I/O thread may take SIG frames before dp_ is set: holding the
+    // control context sends them to the control thread instead.
+    std::lock_guard token(n->control_mu_);
+    n->dp_ = COEMU_TRY(DataPath::start(link, n->mp_, *n, cfg.data));
+  }
   // Without a carrier source (the memory wire, or a TAP whose link events
   // nobody watches) the link is taken to be up until told otherwise.
   if (!cfg.data.link_events) n->dp_->indicate_carrier(true);
   n->control_ = std::jthread([p = n.get()] { p->run(); });
-  n->control_id_ = n->control_.get_id();
   // The first HELLO goes out from the control thread.
   n->post([p = n.get()] {
     cm::CmOutput out;
@@ -105,7 +128,7 @@ void Node::wake() {
 
 template <class F>
 auto Node::on_control(F&& fn) -> decltype(fn()) {
-  if (std::this_thread::get_id() == control_id_) return fn();  // from on_event: run inline
+  if (t_control == this) return fn();  // from on_event: run inline
   std::packaged_task<decltype(fn())()> task(std::forward<F>(fn));
   auto result = task.get_future();
   post([&task] { task(); });
@@ -169,42 +192,55 @@ void Node::arm_timer() {
   ::timerfd_settime(timer_.get(), 0, &its, nullptr);
 }
 
+bool Node::pass() {
+  std::deque<std::function<void()>> tasks;
+  std::deque<std::pair<miniport::MacAddress, std::vector<uint8_t>>> sig;
+  {
+    std::lock_guard lock(mu_);
+    tasks.swap(tasks_);
+    sig.swap(sig_);
+  }
+  cm::CmOutput out;
+  pass_busy_ = false;
+  for (auto& [src, frame] : sig) {
+    cm_->on_sig_frame(src, std::span(frame).subspan(miniport::kEthHeaderLen), steady_now(), out);
+    emit(out);
+  }
+  for (auto& t : tasks) t();
+  cm_->on_timer(steady_now(), out);
+  emit(out);
+  arm_timer();
+  if (afs_closing_ && afs_closed_ && cm_->all_afs_closed()) {
+    afs_closed_->set_value();
+    afs_closed_.reset();
+  }
+  bool idle;
+  {
+    std::lock_guard lock(mu_);
+    idle = tasks_.empty() && sig_.empty();
+  }
+  flush_held(idle);
+  return idle;
+}
+
 void Node::run() noexcept {
   epoll_event evs[4];
+  bool fired = false;
   while (!stop_.load()) {
-    std::deque<std::function<void()>> tasks;
-    std::deque<std::pair<miniport::MacAddress, std::vector<uint8_t>>> sig;
-    {
-      std::lock_guard lock(mu_);
-      tasks.swap(tasks_);
-      sig.swap(sig_);
-    }
-    cm::CmOutput out;
-    pass_busy_ = false;
-    for (auto& [src, frame] : sig) {
-      cm_->on_sig_frame(src, std::span(frame).subspan(miniport::kEthHeaderLen), steady_now(), out);
-      emit(out);
-    }
-    for (auto& t : tasks) t();
-    cm_->on_timer(steady_now(), out);
-    emit(out);
-    arm_timer();
-    if (afs_closing_ && afs_closed_ && cm_->all_afs_closed()) {
-      afs_closed_->set_value();
-      afs_closed_.reset();
-    }
     bool idle;
     {
-      std::lock_guard lock(mu_);
-      idle = tasks_.empty() && sig_.empty();
+      std::lock_guard token(control_mu_);
+      ControlScope scope(this);
+      if (fired) armed_.reset();  // the timer fired: arm it anew
+      idle = pass();
     }
-    flush_held(idle);
     if (!idle) continue;
     const int n = ::epoll_wait(epoll_.get(), evs, 4, -1);
+    fired = false;
     for (int i = 0; i < n; ++i) {
       uint64_t v;
       [[maybe_unused]] ssize_t r = ::read(evs[i].data.fd, &v, sizeof v);
-      if (evs[i].data.fd == timer_.get()) armed_.reset();  // it fired: arm it anew
+      fired |= evs[i].data.fd == timer_.get();
     }
   }
 }
@@ -220,7 +256,27 @@ void Node::on_signaling(std::span<const uint8_t> frame) {
     first = tasks_.empty() && sig_.empty();
     sig_.emplace_back(src, std::vector<uint8_t>(frame.begin(), frame.end()));
   }
-  if (first) wake();
+  // With io_thread_signals, on_signaling_done (after this receive batch)
+  // runs it or wakes the control thread.
+  if (first && !cfg_.io_thread_signals) wake();
+}
+
+void Node::on_signaling_done() {
+  if (!cfg_.io_thread_signals) return;
+  std::unique_lock token(control_mu_, std::try_to_lock);
+  if (!token) {
+    // The control thread holds it and may have looked at the queues before
+    // our frames landed: make it look again.
+    wake();
+    return;
+  }
+  bool idle;
+  {
+    ControlScope scope(this);
+    idle = pass();
+  }
+  token.unlock();
+  if (!idle) wake();  // requests posted meanwhile: the control thread takes them
 }
 
 void Node::on_receive(std::span<RxPacket> packets) {
@@ -286,8 +342,8 @@ Result<cm::Issued<SapId>> Node::register_sap(AfOpenId af, const SapSpec& sap) {
 }
 
 Status Node::close_address_families(miniport::Duration limit) {
-  if (std::this_thread::get_id() == control_id_) {
-    set_last_error("close_address_families waits for the control thread: call it from another thread");
+  if (t_control == this) {
+    set_last_error("close_address_families waits for the control thread: call it from outside on_event");
     return Status::kFailure;
   }
   std::future<void> done = on_control([&] {

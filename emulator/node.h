@@ -2,8 +2,15 @@
 // threads), and a call manager run by one control thread (an epoll loop with
 // an eventfd for requests and received SIG frames and a timerfd for the call
 // manager's deadlines). Clients attach and make requests from any thread;
-// completions and indications reach them on the control thread, data on the
-// I/O threads.
+// completions and indications reach them from the node's control context,
+// data on the I/O threads.
+//
+// The control context is a token (leader/follower): the control thread holds
+// it while it works, and an I/O thread that receives SIG frames while the
+// control thread sleeps takes it and runs the call manager itself, so a
+// signaling hop costs one thread wake-up instead of two. Whoever holds it,
+// the call manager's work and the client events stay one at a time and in
+// order; NodeConfig::io_thread_signals turns this off.
 //
 //   auto node = Node::start(link, {.address = "alpha", .mac = mac});
 //   ClientId me = (*node)->attach(&my_client);
@@ -41,8 +48,9 @@ using cm::SapSpec;
 class NodeClient {
  public:
   virtual ~NodeClient() = default;
-  // Completions and indications, on the node's control thread, one at a
-  // time and in order. A client may make requests from here: they run at
+  // Completions and indications, from the node's control context (the
+  // control thread, or the I/O thread holding the token), one at a time and
+  // in order. Do not block here: it may hold up the node's receives. A client may make requests from here: they run at
   // once, and the events they cause come after this call returns.
   virtual void on_event(const ClientEvent& e) = 0;
   // Receives on this client's VCs (I/O thread; keep or drop the packets).
@@ -69,6 +77,11 @@ struct NodeConfig {
   // TAPs: call setup p50 85-90 us instead of 115-130 us with one call in
   // flight, the same rate with 16 in flight.
   bool sig_write_now = true;
+  // The I/O thread that receives SIG frames runs the call manager itself when
+  // the control thread is not running it (see the top of this file). Measured
+  // over TAPs with one call in flight: see `coemu bench calls`
+  // --control-thread-only. Off: only the control thread runs it.
+  bool io_thread_signals = true;
 };
 
 class Node final : private DataPathHandler {
@@ -137,13 +150,19 @@ class Node final : private DataPathHandler {
   void on_send_complete(std::span<const TxCompletion> done) override;
   void on_signaling(std::span<const uint8_t> frame) override;
   void on_status(const miniport::StatusIndication& ind) override;
+  void on_signaling_done() override;
 
-  // Runs fn on the control thread and returns its result.
+  // Runs fn in the control context and returns its result: inline when this
+  // thread holds it, else posted to the control thread.
   template <class F>
   auto on_control(F&& fn) -> decltype(fn());
   void post(std::function<void()> task);
   void wake();
   void run() noexcept;
+  // One round of control work: queued frames and tasks, due timers, frames
+  // out, events to clients. Caller holds control_mu_. True when nothing is
+  // left queued.
+  bool pass();
   void emit(cm::CmOutput& out);  // frames to the data path (see sig_write_now), events to the clients
   void flush_held(bool going_idle);
   void arm_timer();
@@ -156,6 +175,9 @@ class Node final : private DataPathHandler {
   std::unique_ptr<DataPath> dp_;
   UniqueFd epoll_, wake_, timer_;
   std::mutex mu_;  // guards tasks_ and sig_ (the control path; the data path never takes it)
+  // The control context: held by whichever thread runs the call manager and
+  // the members marked "control" below. The I/O threads only try it.
+  std::mutex control_mu_;
   std::deque<std::function<void()>> tasks_;
   std::deque<std::pair<miniport::MacAddress, std::vector<uint8_t>>> sig_;
   // Clients by id, read lock-free by the I/O threads (ids are never reused).
@@ -165,14 +187,13 @@ class Node final : private DataPathHandler {
   std::atomic<bool> stop_{false};
   // Events wait here while a client callback runs, so a request made from
   // inside on_event never calls back into the client re-entrantly.
-  std::deque<ClientEvent> queued_;           // control thread
-  std::optional<std::vector<uint8_t>> held_;  // control thread: a lone SIG frame held to the end of the pass
-  bool pass_busy_ = false;                    // control thread: this pass sent more than one frame
-  bool delivering_ = false;                  // control thread
-  bool afs_closing_ = false;                 // control thread
-  std::optional<miniport::Time> armed_;      // control thread: the timerfd's deadline
-  std::optional<std::promise<void>> afs_closed_;  // set when the last AF closed
-  std::thread::id control_id_;
+  std::deque<ClientEvent> queued_;           // control
+  std::optional<std::vector<uint8_t>> held_;  // control: a lone SIG frame held to the end of the pass
+  bool pass_busy_ = false;                    // control: this pass sent more than one frame
+  bool delivering_ = false;                  // control
+  bool afs_closing_ = false;                 // control
+  std::optional<miniport::Time> armed_;      // control: the timerfd's deadline
+  std::optional<std::promise<void>> afs_closed_;  // control: set when the last AF closed
   std::jthread control_;
 };
 

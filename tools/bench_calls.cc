@@ -151,10 +151,10 @@ struct CoemuRig {
 
 miniport::Result<std::unique_ptr<CoemuRig>> make_coemu_rig(const BenchCallsOptions& o) {
   auto rig = std::make_unique<CoemuRig>();
-  const emulator::DataPathOptions data{.busy_poll = o.busy_poll};
+  const emulator::DataPathOptions data{.busy_poll = o.busy_poll, .poll_window = std::chrono::microseconds(o.poll_us)};
   rig->path = COEMU_TRY(make_bench_path("tap", 1500));
-  rig->alpha = COEMU_TRY(Node::start(*rig->path.a, {.address = "alpha", .mac = miniport::MacAddress::local(0xa), .data = data, .sig_write_now = o.sig_write_now}));
-  rig->beta = COEMU_TRY(Node::start(*rig->path.b, {.address = "beta", .mac = miniport::MacAddress::local(0xb), .data = data, .sig_write_now = o.sig_write_now}));
+  rig->alpha = COEMU_TRY(Node::start(*rig->path.a, {.address = "alpha", .mac = miniport::MacAddress::local(0xa), .data = data, .sig_write_now = o.sig_write_now, .io_thread_signals = o.io_thread_signals}));
+  rig->beta = COEMU_TRY(Node::start(*rig->path.b, {.address = "beta", .mac = miniport::MacAddress::local(0xb), .data = data, .sig_write_now = o.sig_write_now, .io_thread_signals = o.io_thread_signals}));
   rig->acceptor.node = rig->beta.get();
   rig->cycler.node = rig->alpha.get();
   auto af_b = COEMU_TRY(rig->beta->open_af(rig->beta->attach(&rig->acceptor)));

@@ -14,7 +14,9 @@ struct BenchCallsOptions {
   std::vector<uint32_t> inflight = {1, 16};
   uint32_t repeat = 3;                   // coemu and TCP alternate this often; medians are reported
   bool busy_poll = false;                // the nodes' I/O threads spin instead of blocking
+  uint32_t poll_us = 50;                 // DataPathOptions::poll_window
   bool sig_write_now = true;             // a lone SIG frame is written by the control thread
+  bool io_thread_signals = true;         // NodeConfig::io_thread_signals
   bool json = false;
 };
 

@@ -225,7 +225,8 @@ Rate engine_throughput(Path& p, size_t payload, double seconds, const BenchDatap
   // Node A (client and I/O thread) on CPU 0, node B on CPU 1: like the raw
   // baseline's writer and reader, each side gets a core.
   emulator::DataPathOptions dpo{
-      .pool_buffers = buffers, .busy_poll = busy, .inline_tx = inline_tx, .uring_rx = o.uring_rx, .cpu = 0};
+      .pool_buffers = buffers, .busy_poll = busy, .poll_window = std::chrono::microseconds(o.poll_us),
+      .inline_tx = inline_tx, .uring_rx = o.uring_rx, .cpu = 0};
   a.dp = std::move(*DataPath::start(*p.a, a.mp, a.sink, dpo));
   dpo.cpu = 1;
   b.dp = std::move(*DataPath::start(*p.b, b.mp, b.sink, dpo));
@@ -322,7 +323,8 @@ std::vector<double> engine_rtt(Path& p, uint32_t rounds, const BenchDatapathOpti
   const uint32_t mtu = p.a->mtu();
   Node a(kMacA, mtu), b(kMacB, mtu);
   open_pvc(a, b);
-  const emulator::DataPathOptions dpo{.busy_poll = o.busy_poll, .inline_tx = o.inline_tx, .uring_rx = o.uring_rx};
+  const emulator::DataPathOptions dpo{.busy_poll = o.busy_poll, .poll_window = std::chrono::microseconds(o.poll_us),
+                                      .inline_tx = o.inline_tx, .uring_rx = o.uring_rx};
   b.sink.echo_vc = b.vc;  // before the I/O threads start: they read it
   a.dp = std::move(*DataPath::start(*p.a, a.mp, a.sink, dpo));
   b.dp = std::move(*DataPath::start(*p.b, b.mp, b.sink, dpo));

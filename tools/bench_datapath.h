@@ -21,6 +21,7 @@ struct BenchDatapathOptions {
   uint32_t rounds = 2000;                    // ping-pong round trips per latency case
   uint32_t repeat = 3;                       // raw and engine alternate this often; medians are reported
   bool busy_poll = false;
+  uint32_t poll_us = 50;                     // DataPathOptions::poll_window
   bool inline_tx = false;
   bool uring_rx = false;
   bool json = false;

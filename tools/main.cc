@@ -42,6 +42,14 @@ void add_timing_options(CLI::App* cmd, double& seconds, uint32_t& repeat, const 
   cmd->add_option("--repeat", repeat, repeat_help)->check(CLI::Range(1u, 100u))->capture_default_str();
 }
 
+void add_poll_option(CLI::App* cmd, uint32_t& poll_us) {
+  cmd->add_option("--poll-us", poll_us,
+                  "After moving frames, an I/O thread polls this many microseconds before it blocks\n"
+                  "(0 = block at once)")
+      ->check(CLI::Range(0u, 1'000'000u))
+      ->capture_default_str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -81,6 +89,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_dp->add_option("--rounds", bench.rounds, "Ping-pong round trips")->check(CLI::Range(1u, 10'000'000u));
   bench_dp->add_flag("--busy-poll", bench.busy_poll, "I/O threads spin instead of blocking");
+  add_poll_option(bench_dp, bench.poll_us);
   bench_dp->add_flag("--inline-tx", bench.inline_tx, "Senders write to the link themselves when nothing is queued");
   bench_dp->add_flag("--uring-rx", bench.uring_rx, "Receive from TAPs through io_uring (posted reads)");
   bench_dp->add_flag("-j,--json", bench.json, "One JSON object per case: suite, case, unit, value, baseline, ratio");
@@ -106,6 +115,10 @@ int main(int argc, char** argv) {
                             "Every signaling frame goes through the I/O thread (by default the control\n"
                             "thread writes a lone one itself before it sleeps)");
   bench_calls_cmd->add_flag("--busy-poll", bench_calls.busy_poll, "The nodes' I/O threads spin instead of blocking");
+  add_poll_option(bench_calls_cmd, bench_calls.poll_us);
+  bench_calls_cmd->add_flag("!--control-thread-only", bench_calls.io_thread_signals,
+                            "Only the control thread runs the call manager (by default an I/O thread that\n"
+                            "receives signaling while the control thread sleeps runs it itself)");
   bench_calls_cmd->add_flag("-j,--json", bench_calls.json, "One JSON object per case, as bench datapath");
 
   auto* lab_cmd = app.add_subcommand("lab", "Build, inspect and remove namespace labs");

@@ -147,6 +147,15 @@ TEST(DataPath, SignalingGoesUpUnparsedAndForeignTrafficIsCounted) {
   ASSERT_EQ(*r.lb->send_burst(frames), 3u);
   ASSERT_TRUE(wait_for([&] { return r.ha.sig_.load() == 2 && r.ma.counters().rx_not_ours.load() == 1; },
                        std::chrono::seconds(10)));
+  // The handler hears that a batch with SIG frames is over, after its frames
+  // and never for a batch without any.
+  ASSERT_TRUE(wait_for([&] { return r.ha.sig_done_.load() >= 1; }, std::chrono::seconds(10)));
+  EXPECT_LE(r.ha.sig_done_.load(), 2u);
+  EXPECT_EQ(r.ha.bad_done_.load(), 0u);
+  const std::span<const uint8_t> data_only[] = {other};
+  ASSERT_EQ(*r.lb->send_burst(data_only), 1u);
+  ASSERT_TRUE(wait_for([&] { return r.ma.counters().rx_not_ours.load() == 2; }, std::chrono::seconds(10)));
+  EXPECT_EQ(r.ha.bad_done_.load(), 0u);
 }
 
 // SIG frames from send_frame arrive as signaling at the peer, whether the
@@ -190,6 +199,34 @@ TEST(DataPath, CarrierBecomesLinkStateIndications) {
   EXPECT_EQ(r.ha.statuses_.load(), 1u) << "no change, no indication";
   r.da->indicate_carrier(false);
   EXPECT_FALSE(r.ha.link_up_.load());
+}
+
+// After traffic the I/O thread polls for poll_window, then blocks: an idle
+// node does not spin. Each round while it polls is a loop; once asleep the
+// loop count stays put.
+TEST(DataPath, PollWindowEndsInSleepWhenTrafficStops) {
+  Rig r({.poll_window = std::chrono::milliseconds(300)});
+  ASSERT_EQ(coemu_test::send_seq(*r.da, r.va, 0, 1000), 1000u);
+  ASSERT_TRUE(wait_for([&] { return r.hb.next_.load() == 1000; }));
+  const auto sleeps = r.db->counters().sleeps;
+  const auto polled = r.db->counters().loops;
+  EXPECT_TRUE(wait_for([&] { return r.db->counters().loops > polled + 100; }, std::chrono::seconds(10)))
+      << "the receiver did not poll after the traffic";
+  ASSERT_TRUE(wait_for([&] { return r.db->counters().sleeps > sleeps; }, std::chrono::seconds(10)))
+      << "the receiver never went back to sleep";
+  // Asleep: a quiet stretch adds no rounds (one for a stray wake-up at most).
+  const auto loops = r.db->counters().loops;
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_LE(r.db->counters().loops, loops + 1);
+}
+
+// With no window the I/O thread blocks as soon as a round moves nothing.
+TEST(DataPath, ZeroPollWindowBlocksAtOnce) {
+  Rig r({.poll_window = std::chrono::microseconds(0)});
+  ASSERT_EQ(coemu_test::send_seq(*r.da, r.va, 0, 1000), 1000u);
+  ASSERT_TRUE(wait_for([&] { return r.hb.next_.load() == 1000; }));
+  ASSERT_TRUE(wait_for([&] { return r.db->counters().sleeps > 0; }, std::chrono::seconds(10)));
+  EXPECT_EQ(r.hb.bad_.load(), 0u);
 }
 
 TEST(DataPath, BusyPollModeCarriesTraffic) {

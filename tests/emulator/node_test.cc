@@ -280,6 +280,52 @@ TEST(Node, R76_R80_R82_StatisticsOidsCountTheCallsPackets) {
   EXPECT_EQ(std::string(list.begin() + 12, list.begin() + r.bytes_written), "alpha");
 }
 
+// Leader/follower: while beta's control thread sleeps, the I/O thread that
+// receives a SETUP runs the call manager and indicates the call itself (one
+// wake-up per signaling hop). With io_thread_signals off it never does.
+void incoming_call_threads(bool io_thread_signals, size_t& on_io, size_t& calls) {
+  Pair p({.io_thread_signals = io_thread_signals});
+  AfOpenId af_b = *p.beta->open_af(p.cb);
+  ASSERT_TRUE(p.beta->register_sap(af_b, kSap42));
+  AfOpenId af_a = *p.alpha->open_af(p.ca);
+  for (int i = 0; i < 20; ++i) {
+    VcId vc = *p.alpha->create_vc(af_a);
+    ASSERT_EQ(p.alpha->make_call(vc, "beta", kSap42), Status::kPending);
+    ASSERT_TRUE(wait_for([&] { return p.caller.count(Ev::kMakeCallComplete) == size_t(i) + 1; },
+                         std::chrono::seconds(10)));
+    if (i == 0) {  // one packet shows which thread is beta's I/O thread
+      ASSERT_EQ(coemu_test::send_seq(p.alpha->data(), vc, 0, 1), 1u);
+      ASSERT_TRUE(wait_for([&] { return p.listener.received.load() == 1; }, std::chrono::seconds(10)));
+    }
+    ASSERT_EQ(p.alpha->close_call(vc), Status::kPending);
+    ASSERT_TRUE(wait_for([&] { return p.caller.count(Ev::kCloseCallComplete) == size_t(i) + 1; },
+                         std::chrono::seconds(10)));
+    ASSERT_TRUE(wait_for([&] { return p.alpha->delete_vc(vc) == Status::kSuccess; }, std::chrono::seconds(10)));
+  }
+  const std::thread::id io = p.listener.rx_thread.load();
+  std::lock_guard lock(p.listener.mu);
+  on_io = calls = 0;
+  for (size_t i = 0; i < p.listener.events.size(); ++i) {
+    if (p.listener.events[i].kind != Ev::kIncomingCall) continue;
+    ++calls;
+    on_io += p.listener.event_threads[i] == io;
+  }
+}
+
+TEST(Node, SignalingRunsOnTheReceivingIoThreadWhileTheControlThreadSleeps) {
+  size_t on_io = 0, calls = 0;
+  incoming_call_threads(true, on_io, calls);
+  EXPECT_EQ(calls, 20u);
+  EXPECT_GT(on_io, 0u) << "every incoming call waited for the control thread";
+}
+
+TEST(Node, WithoutIoThreadSignalsOnlyTheControlThreadIndicates) {
+  size_t on_io = 0, calls = 0;
+  incoming_call_threads(false, on_io, calls);
+  EXPECT_EQ(calls, 20u);
+  EXPECT_EQ(on_io, 0u);
+}
+
 TEST(Node, CloseAddressFamiliesReportsAClientThatNeverCloses) {
   Pair p;
   (void)*p.beta->open_af(p.cb);  // the listener ignores kNotifyCloseAf

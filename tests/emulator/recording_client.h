@@ -10,6 +10,7 @@
 #include <atomic>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "emulator/node.h"
@@ -25,6 +26,8 @@ class RecordingClient : public emulator::NodeClient {
   bool accept = false;
   std::mutex mu;  // guards events
   std::vector<emulator::ClientEvent> events;
+  std::vector<std::thread::id> event_threads;  // the thread each event came on
+  std::atomic<std::thread::id> rx_thread{};    // the thread of the last receive
   std::atomic<uint64_t> received{0}, bad{0}, completed{0};
   std::atomic<uint32_t> next{0};
 
@@ -37,12 +40,14 @@ class RecordingClient : public emulator::NodeClient {
     }
     std::lock_guard lock(mu);
     events.push_back(e);
+    event_threads.push_back(std::this_thread::get_id());
   }
   void on_receive(std::span<emulator::RxPacket> pkts) override {
     for (auto& p : pkts) {
       if (payload_ok(p.payload(), next.load())) next.fetch_add(1);
       else bad.fetch_add(1);
     }
+    rx_thread.store(std::this_thread::get_id());
     received.fetch_add(pkts.size());
   }
   void on_send_complete(std::span<const emulator::TxCompletion> done) override { completed.fetch_add(done.size()); }
