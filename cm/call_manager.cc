@@ -12,6 +12,27 @@ std::span<const uint8_t> bytes(const std::string& s) {
 constexpr size_t kMaxBody = 2048;
 }  // namespace
 
+std::array<uint8_t, kCoPvcLen> encode_co_pvc(const PvcSpec& pvc, uint64_t af_handle) {
+  std::array<uint8_t, kCoPvcLen> b{};
+  const uint32_t head[4] = {kCoemuPvcParameters, 16, pvc.rx_vci, pvc.tx_vci};
+  std::memcpy(b.data(), &af_handle, 8);
+  std::memcpy(b.data() + 8, head, sizeof head);
+  std::memcpy(b.data() + 24, pvc.peer.bytes.data(), 6);
+  return b;
+}
+
+Result<PvcSpec> decode_co_pvc(std::span<const uint8_t> buf) {
+  if (buf.size() < kCoPvcLen) return miniport::fail(Status::kInvalidLength);
+  uint32_t head[4];
+  std::memcpy(head, buf.data() + 8, sizeof head);
+  if (head[0] != kCoemuPvcParameters || head[1] != 16) return miniport::fail(Status::kInvalidData);
+  PvcSpec p;
+  p.rx_vci = head[2];
+  p.tx_vci = head[3];
+  std::memcpy(p.peer.bytes.data(), buf.data() + 24, 6);
+  return p;
+}
+
 CallManager::CallManager(const CmConfig& cfg, miniport::VcTable& vcs)
     : cfg_(cfg),
       vcs_(vcs),
@@ -128,7 +149,7 @@ Result<VcId> CallManager::create_vc(AfOpenId af) {
 Status CallManager::delete_vc(VcId vc) {
   auto it = vcs_info_.find(vc.slot);
   if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0) return Status::kFailure;
-  if (it->second.call) return Status::kNotAccepted;  // R30: a call is on it
+  if (it->second.call || it->second.pvc) return Status::kNotAccepted;  // R30: a call is on it
   if (auto r = vcs_.remove(vc); !r) return r.error();
   afs_.remove(it->second.af, Held::kVc);
   vcs_info_.erase(it);
@@ -149,6 +170,77 @@ miniport::OidResult CallManager::query_oid(AfOpenId af, uint32_t oid, std::span<
   return {Status::kSuccess, need, 0};
 }
 
+miniport::OidResult CallManager::set_oid(AfOpenId af, uint32_t oid, std::span<const uint8_t> in, CmOutput& out) {
+  if (!afs_.usable(af)) return {Status::kFailure, 0, 0};
+  if (oid != co_oid::kAddPvc && oid != co_oid::kDeletePvc) return {Status::kInvalidOid, 0, 0};
+  auto pvc = decode_co_pvc(in);
+  if (!pvc) {
+    if (pvc.error() == Status::kInvalidLength) return {Status::kInvalidLength, 0, static_cast<uint32_t>(kCoPvcLen)};
+    return {pvc.error(), 0, 0};
+  }
+  const PvcSpec& p = *pvc;
+  if (oid == co_oid::kAddPvc) {
+    if (p.rx_vci == 0 || p.rx_vci >= miniport::kPvcVciLimit || p.tx_vci == 0 || p.peer.is_multicast() ||
+        pvcs_.contains(p.rx_vci))
+      return {Status::kInvalidData, 0, 0};
+    pvcs_.emplace(p.rx_vci, Pvc{p, std::nullopt});
+    return {Status::kSuccess, 0, 0, static_cast<uint32_t>(kCoPvcLen)};
+  }
+  auto it = pvcs_.find(p.rx_vci);
+  if (it == pvcs_.end()) return {Status::kInvalidData, 0, 0};
+  if (auto user = it->second.user) {
+    // The operator took the PVC away under a call: no data from now on, and
+    // the client hears it as a close it must answer (R67: and delete its VC).
+    auto vi = vcs_info_.find(user->slot);
+    (void)vcs_.deactivate(*user);
+    if (vi != vcs_info_.end()) {
+      vi->second.pvc_gone = true;
+      ClientEvent e{ClientEvent::Kind::kIncomingClose};
+      e.client = vi->second.client;
+      e.vc = *user;
+      e.cause = cause::kDestinationOutOfOrder;
+      e.status = status_for_cause(e.cause);
+      out.events.push_back(e);
+    }
+  }
+  pvcs_.erase(it);
+  return {Status::kSuccess, 0, 0, static_cast<uint32_t>(kCoPvcLen)};
+}
+
+Status CallManager::make_pvc_call(VcId vc, uint32_t pvc_rx_vci, CmOutput& out) {
+  auto it = vcs_info_.find(vc.slot);
+  if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0 || !afs_.usable(it->second.af)) return Status::kFailure;
+  if (it->second.call || it->second.pvc) return Status::kCallActive;
+  auto p = pvcs_.find(pvc_rx_vci);
+  if (p == pvcs_.end()) return Status::kInvalidData;
+  if (p->second.user) return Status::kNotAccepted;
+  const PvcSpec& s = p->second.spec;
+  if (auto r = vcs_.activate(vc, miniport::VcParams{.peer = s.peer, .tx_vci = s.tx_vci, .pvc_rx_vci = s.rx_vci}); !r)
+    return r.error();
+  p->second.user = vc;
+  it->second.pvc = pvc_rx_vci;
+  afs_.add(it->second.af, Held::kCall);
+  ClientEvent e{ClientEvent::Kind::kMakeCallComplete};  // the VC is active before the client hears
+  e.client = it->second.client;
+  e.vc = vc;
+  out.events.push_back(e);
+  return Status::kPending;
+}
+
+Status CallManager::close_pvc_call(VcId vc, VcInfo& info, CmOutput& out) {
+  if (!info.pvc_gone) (void)vcs_.deactivate(vc);
+  if (auto p = pvcs_.find(*info.pvc); p != pvcs_.end() && p->second.user == vc) p->second.user.reset();
+  info.pvc.reset();
+  info.pvc_gone = false;
+  afs_.remove(info.af, Held::kCall);
+  ClientEvent e{ClientEvent::Kind::kCloseCallComplete};
+  e.client = info.client;
+  e.vc = vc;
+  out.events.push_back(e);
+  settle_closes(out);
+  return Status::kPending;
+}
+
 Result<std::string> CallManager::assign_instance_name(VcId vc, std::string_view base) {
   auto it = vcs_info_.find(vc.slot);
   if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0) return miniport::fail(Status::kFailure);
@@ -166,7 +258,7 @@ CallManager::Call* CallManager::find(const Key& k) {
 Status CallManager::make_call(VcId vc, std::string_view called, const SapSpec& sap, Time now, CmOutput& out) {
   auto it = vcs_info_.find(vc.slot);
   if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0 || !afs_.usable(it->second.af)) return Status::kFailure;
-  if (it->second.call) return Status::kCallActive;
+  if (it->second.call || it->second.pvc) return Status::kCallActive;
   const std::string addr(called);
   if (!valid_node_address(bytes(addr))) return Status::kInvalidAddress;
   if (!valid_sap(SapValue{sap.type, sap.value})) return Status::kInvalidData;
@@ -204,6 +296,8 @@ Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmO
 }
 
 Status CallManager::close_call(VcId vc, Time now, CmOutput& out) {
+  if (auto it = vcs_info_.find(vc.slot); it != vcs_info_.end() && it->second.pvc && vcs_.rx_vci(vc) != 0)
+    return close_pvc_call(vc, it->second, out);
   const auto k = call_on(vc);
   if (!k) return Status::kFailure;
   CallActions acts;

@@ -17,6 +17,7 @@
 // Point-to-point calls; parties, QoS changes and PVC OIDs come with issue 5.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -39,8 +40,28 @@ using ClientId = uint64_t;
 
 // The CM's OIDs (ntddndis.h, condis-spec R83).
 namespace co_oid {
+inline constexpr uint32_t kAddPvc = 0xFE000001;
+inline constexpr uint32_t kDeletePvc = 0xFE000002;
 inline constexpr uint32_t kGetAddresses = 0xFE000006;
 }  // namespace co_oid
+
+// A permanent VC as an operator configures it on one node: the label we
+// receive on, the peer's label we send on, and the peer's NIC address.
+struct PvcSpec {
+  uint32_t rx_vci = 0;  // 1..miniport::kPvcVciLimit-1, unique on the node
+  uint32_t tx_vci = 0;  // non-zero
+  MacAddress peer = {};  // unicast
+};
+// CO_PVC as coemu lays it out (host byte order, like CO_ADDRESS_LIST):
+// u64 NdisAfHandle (informational), then CO_SPECIFIC_PARAMETERS
+// {u32 ParameterType = kCoemuPvcParameters; u32 Length = 16; rx_vci u32,
+// tx_vci u32, peer MAC 6 bytes, 2 bytes 0}: 32 bytes.
+inline constexpr uint32_t kCoemuPvcParameters = 1;
+inline constexpr size_t kCoPvcLen = 32;
+[[nodiscard]] std::array<uint8_t, kCoPvcLen> encode_co_pvc(const PvcSpec& pvc, uint64_t af_handle = 0);
+// The PVC in a CO_PVC buffer; kInvalidLength for a short buffer, kInvalidData
+// for another parameter type or length.
+[[nodiscard]] Result<PvcSpec> decode_co_pvc(std::span<const uint8_t> buf);
 
 struct CmConfig {
   std::string node_address = {};  // 1-32 of [A-Za-z0-9._-]
@@ -169,6 +190,23 @@ class CallManager {
   // for an OID the CM does not know, kInvalidLength with bytes_needed for a
   // short buffer, kFailure for a dead AF handle.
   [[nodiscard]] miniport::OidResult query_oid(AfOpenId af, uint32_t oid, std::span<uint8_t> out) const;
+  // R68/R76: an OID set a client sends to the CM with its AF handle.
+  // OID_CO_ADD_PVC puts a CO_PVC on the node's list of configured PVCs (any
+  // client may then use it, make_pvc_call); OID_CO_DELETE_PVC takes it off,
+  // and a call on it is closed by the CM (EMU: kIncomingClose, cause 27, the
+  // VC deactivated at once; the client answers with close_call). Statuses
+  // (R79): kInvalidOid, kInvalidLength (bytes_needed), kInvalidData for bad
+  // parameters, a label already configured or a PVC not configured,
+  // kFailure for a dead AF handle.
+  [[nodiscard]] miniport::OidResult set_oid(AfOpenId af, uint32_t oid, std::span<const uint8_t> in, CmOutput& out);
+  // R44 PERMANENT_VC: a make-call on the configured PVC that receives on
+  // `pvc_rx_vci`. No signaling: the VC is activated with the PVC's labels
+  // and kMakeCallComplete follows (kPending). close_call deactivates it.
+  // Errors: kFailure (dead handle), kCallActive (the VC has a call),
+  // kInvalidData (no such PVC), kNotAccepted (another VC uses it), the VC
+  // table's error while the label drains from an earlier use (kInvalidData).
+  [[nodiscard]] Status make_pvc_call(VcId vc, uint32_t pvc_rx_vci, CmOutput& out);
+  [[nodiscard]] size_t pvcs() const noexcept { return pvcs_.size(); }
 
   // R36 (NdisCoAssignInstanceName): names a VC BASE-N with a number unique
   // on this node; a second call returns the first name; the name lives until
@@ -223,7 +261,15 @@ class CallManager {
     ClientId client = 0;
     std::optional<Key> call;
     std::string name = {};  // R36, once assigned
+    std::optional<uint32_t> pvc = {};  // the configured PVC (its rx label) a PERMANENT_VC call uses
+    bool pvc_gone = false;        // that PVC was deleted: the client has been told, its close ends it
   };
+  struct Pvc {
+    PvcSpec spec;
+    std::optional<VcId> user;  // the VC whose call uses it
+  };
+  // Ends a PERMANENT_VC call on `vc` (the client closed it).
+  Status close_pvc_call(VcId vc, VcInfo& info, CmOutput& out);
 
   void run(const Key& k, CallActions& acts, Time now, CmOutput& out);
   void send_message(const MacAddress& peer, const Message& m, Time now, CmOutput& out);
@@ -249,6 +295,7 @@ class CallManager {
   std::map<Key, Call> calls_;
   std::map<uint32_t, VcInfo> vcs_info_;  // by VC slot
   std::map<uint32_t, AfOpenId> sap_af_;  // by SAP slot
+  std::map<uint32_t, Pvc> pvcs_;         // configured PVCs by rx label (R68)
   std::vector<VcId> retire_;             // CM-created VCs waiting for their deactivation
   struct Completion {                    // a pended open or registration, due at `at`
     Time at;

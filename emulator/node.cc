@@ -419,6 +419,24 @@ miniport::OidResult Node::query_cm(AfOpenId af, uint32_t oid, std::span<uint8_t>
   return on_control([&] { return cm_->query_oid(af, oid, out); });
 }
 
+miniport::OidResult Node::set_cm(AfOpenId af, uint32_t oid, std::span<const uint8_t> in) {
+  return on_control([&] {
+    cm::CmOutput out;
+    const auto r = cm_->set_oid(af, oid, in, out);
+    emit(out);
+    return r;
+  });
+}
+
+Status Node::make_pvc_call(VcId vc, uint32_t pvc_rx_vci) {
+  return on_control([&] {
+    cm::CmOutput out;
+    const Status s = cm_->make_pvc_call(vc, pvc_rx_vci, out);
+    emit(out);
+    return s;
+  });
+}
+
 Result<std::string> Node::assign_instance_name(VcId vc, const std::string& base) {
   return on_control([&] { return cm_->assign_instance_name(vc, base); });
 }

@@ -117,6 +117,12 @@ class Node final : private DataPathHandler {
   // R76 with an AF handle: a query to the call manager (see
   // cm::CallManager::query_oid, e.g. OID_CO_GET_ADDRESSES). Any thread.
   [[nodiscard]] miniport::OidResult query_cm(AfOpenId af, uint32_t oid, std::span<uint8_t> out);
+  // R68/R76: an OID set to the call manager with an AF handle
+  // (OID_CO_ADD_PVC / OID_CO_DELETE_PVC, see cm::CallManager::set_oid).
+  [[nodiscard]] miniport::OidResult set_cm(AfOpenId af, uint32_t oid, std::span<const uint8_t> in);
+  // R44 PERMANENT_VC: a call on the configured PVC that receives on
+  // `pvc_rx_vci` (see cm::CallManager::make_pvc_call).
+  [[nodiscard]] Status make_pvc_call(VcId vc, uint32_t pvc_rx_vci);
   // R36: names the VC (see cm::CallManager::assign_instance_name).
   [[nodiscard]] Result<std::string> assign_instance_name(VcId vc, const std::string& base);
 

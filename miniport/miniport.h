@@ -94,6 +94,7 @@ struct OidResult {
   Status status = Status::kSuccess;
   uint32_t bytes_written = 0;
   uint32_t bytes_needed = 0;
+  uint32_t bytes_read = 0;  // a set: how much of the buffer was taken (BytesRead)
 };
 
 struct MiniportConfig {

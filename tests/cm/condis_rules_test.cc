@@ -154,6 +154,112 @@ TEST(CondisRules, R76_R79_R83_GetAddressesFromTheCmWithTheAfHandle) {
   EXPECT_EQ(l.a.query_oid(af, co_oid::kGetAddresses, buf).status, Status::kFailure) << "a dead AF handle";
 }
 
+// R68: a client configures a PVC on the CM's list with its AF handle; R44
+// PERMANENT_VC: a client's make-call on it activates the VC with the PVC's
+// labels without a signaling frame, and close_call deactivates it.
+TEST(CondisRules, R68_R44_AddPvcThenAPermanentCallUsesItWithoutSignaling) {
+  Lab l;
+  l.start();
+  AfOpenId af = l.a.open_af(1, kCoemuAf)->id;
+  CmOutput out;
+  const auto pvc = encode_co_pvc({.rx_vci = 100, .tx_vci = 200, .peer = kMacB});
+  auto r = l.a.set_oid(af, co_oid::kAddPvc, pvc, out);
+  ASSERT_EQ(r.status, Status::kSuccess);
+  EXPECT_EQ(r.bytes_read, kCoPvcLen);
+  EXPECT_EQ(l.a.pvcs(), 1u);
+  EXPECT_EQ(l.a.set_oid(af, co_oid::kAddPvc, pvc, out).status, Status::kInvalidData) << "label 100 is configured";
+
+  VcId vc = *l.a.create_vc(af);
+  const size_t frames_before = l.wire.size();
+  ASSERT_EQ(l.a.make_pvc_call(vc, 100, out), Status::kPending);
+  l.take(kMacA, out);
+  EXPECT_EQ(l.wire.size(), frames_before) << "a PVC needs no signaling";
+  ASSERT_TRUE(l.last(l.ev_a, Ev::kMakeCallComplete));
+  EXPECT_EQ(l.last(l.ev_a, Ev::kMakeCallComplete)->status, Status::kSuccess);
+  EXPECT_EQ(l.last(l.ev_a, Ev::kMakeCallComplete)->vc, vc);
+  // Active with the PVC's labels: receives on 100 from beta, sends to beta on 200.
+  ASSERT_EQ(l.vcs_a.state(vc), miniport::VcState::kActive);
+  auto hit = l.vcs_a.lookup_rx(100, kMacB);
+  ASSERT_EQ(hit.miss, miniport::VcTable::RxMiss::kNone);
+  EXPECT_EQ(hit.id, vc);
+  l.vcs_a.rx_dropped(hit.id);
+  auto grant = l.vcs_a.begin_tx(vc);
+  ASSERT_EQ(grant.status, Status::kSuccess);
+  EXPECT_EQ(grant.tx_vci, 200u);
+  EXPECT_EQ(grant.peer, kMacB);
+  l.vcs_a.cancel_tx(vc);
+
+  VcId other = *l.a.create_vc(af);
+  EXPECT_EQ(l.a.make_pvc_call(other, 100, out), Status::kNotAccepted) << "another VC uses the PVC";
+  EXPECT_EQ(l.a.make_pvc_call(other, 101, out), Status::kInvalidData) << "no such PVC";
+  EXPECT_EQ(l.a.make_pvc_call(vc, 100, out), Status::kCallActive);
+  EXPECT_EQ(l.a.make_call(vc, "beta", kSap42, l.now, out), Status::kCallActive);
+  EXPECT_EQ(l.a.delete_vc(vc), Status::kNotAccepted) << "R30: a call is on it";
+  EXPECT_EQ(l.a.close_af(af), Status::kFailure) << "R14: calls and VCs remain";
+
+  ASSERT_EQ(l.a.close_call(vc, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  EXPECT_EQ(l.wire.size(), frames_before);
+  ASSERT_TRUE(l.last(l.ev_a, Ev::kCloseCallComplete));
+  EXPECT_EQ(l.last(l.ev_a, Ev::kCloseCallComplete)->vc, vc);
+  EXPECT_NE(l.vcs_a.state(vc), miniport::VcState::kActive);
+  EXPECT_EQ(l.a.close_call(vc, l.now, out), Status::kFailure) << "no call any more";
+  l.pump(l.now + milliseconds(10));  // the deactivation drains
+  EXPECT_EQ(l.a.make_pvc_call(other, 100, out), Status::kPending) << "free for another VC now";
+}
+
+// R68: OID_CO_DELETE_PVC takes the PVC off the list; a call on it is closed
+// by the CM (EMU: kIncomingClose with cause 27 and the VC deactivated at
+// once; the client's close_call completes it). Bad sets get R79's statuses.
+TEST(CondisRules, R68_R79_DeletePvcClosesTheCallOnItAndBadSetsAreRefused) {
+  Lab l;
+  AfOpenId af = l.a.open_af(1, kCoemuAf)->id;
+  CmOutput out;
+  const auto pvc = encode_co_pvc({.rx_vci = 100, .tx_vci = 200, .peer = kMacB});
+  ASSERT_EQ(l.a.set_oid(af, co_oid::kAddPvc, pvc, out).status, Status::kSuccess);
+  VcId vc = *l.a.create_vc(af);
+  ASSERT_EQ(l.a.make_pvc_call(vc, 100, out), Status::kPending);
+  l.take(kMacA, out);
+  ASSERT_EQ(l.a.set_oid(af, co_oid::kDeletePvc, pvc, out).status, Status::kSuccess);
+  l.take(kMacA, out);
+  EXPECT_EQ(l.a.pvcs(), 0u);
+  const ClientEvent* closed = l.last(l.ev_a, Ev::kIncomingClose);
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(closed->vc, vc);
+  EXPECT_EQ(closed->cause, cause::kDestinationOutOfOrder);
+  EXPECT_NE(closed->status, Status::kSuccess) << "R67: not SUCCESS, so the client must delete its VC";
+  EXPECT_NE(l.vcs_a.state(vc), miniport::VcState::kActive) << "no data from the moment it is gone";
+  ASSERT_EQ(l.a.close_call(vc, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  EXPECT_EQ(l.kinds(l.ev_a).back(), Ev::kCloseCallComplete);
+  l.pump(l.now + milliseconds(10));
+  EXPECT_EQ(l.a.delete_vc(vc), Status::kSuccess);
+  EXPECT_EQ(l.a.set_oid(af, co_oid::kDeletePvc, pvc, out).status, Status::kInvalidData) << "not configured";
+
+  // Bad sets change nothing.
+  std::array<uint8_t, 8> shrt{};
+  auto r = l.a.set_oid(af, co_oid::kAddPvc, shrt, out);
+  EXPECT_EQ(r.status, Status::kInvalidLength);
+  EXPECT_EQ(r.bytes_needed, kCoPvcLen);
+  auto bad_type = pvc;
+  bad_type[8] = 9;
+  EXPECT_EQ(l.a.set_oid(af, co_oid::kAddPvc, bad_type, out).status, Status::kInvalidData);
+  EXPECT_EQ(l.a.set_oid(af, co_oid::kAddPvc, encode_co_pvc({.rx_vci = 0, .tx_vci = 200, .peer = kMacB}), out).status,
+            Status::kInvalidData);
+  EXPECT_EQ(l.a.set_oid(af, co_oid::kAddPvc, encode_co_pvc({.rx_vci = miniport::kPvcVciLimit, .tx_vci = 200,
+                                                            .peer = kMacB}), out).status,
+            Status::kInvalidData);
+  EXPECT_EQ(l.a.set_oid(af, co_oid::kAddPvc, encode_co_pvc({.rx_vci = 5, .tx_vci = 0, .peer = kMacB}), out).status,
+            Status::kInvalidData);
+  EXPECT_EQ(l.a.set_oid(af, co_oid::kAddPvc,
+                        encode_co_pvc({.rx_vci = 5, .tx_vci = 6, .peer = MacAddress::broadcast()}), out).status,
+            Status::kInvalidData);
+  EXPECT_EQ(l.a.set_oid(af, 0xFE0000FF, pvc, out).status, Status::kInvalidOid);
+  EXPECT_EQ(l.a.pvcs(), 0u);
+  ASSERT_EQ(l.a.close_af(af), Status::kSuccess);
+  EXPECT_EQ(l.a.set_oid(af, co_oid::kAddPvc, pvc, out).status, Status::kFailure) << "a dead AF handle";
+}
+
 TEST(CondisRules, R40_NoDataBeforeTheCallIsUpAndBothEndsActiveWhenItIs) {
   Lab l;
   l.start();

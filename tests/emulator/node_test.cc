@@ -326,6 +326,56 @@ TEST(Node, WithoutIoThreadSignalsOnlyTheControlThreadIndicates) {
   EXPECT_EQ(on_io, 0u);
 }
 
+// R68 end to end: each node's client configures its end of a PVC with
+// OID_CO_ADD_PVC and makes a PERMANENT_VC call on it (no signaling); data
+// flows both ways; deleting beta's PVC under the call closes it there and
+// beta stops taking alpha's frames.
+TEST(Node, R68_PvcConfiguredByEachNodesClientCarriesDataAndDeletingItClosesTheCall) {
+  Pair p;
+  AfOpenId af_a = *p.alpha->open_af(p.ca);
+  AfOpenId af_b = *p.beta->open_af(p.cb);
+  const auto pvc_a = cm::encode_co_pvc({.rx_vci = 100, .tx_vci = 200, .peer = MacAddress::local(0xb)});
+  const auto pvc_b = cm::encode_co_pvc({.rx_vci = 200, .tx_vci = 100, .peer = MacAddress::local(0xa)});
+  ASSERT_EQ(p.alpha->set_cm(af_a, cm::co_oid::kAddPvc, pvc_a).status, Status::kSuccess);
+  ASSERT_EQ(p.beta->set_cm(af_b, cm::co_oid::kAddPvc, pvc_b).status, Status::kSuccess);
+  VcId va = *p.alpha->create_vc(af_a);
+  VcId vb = *p.beta->create_vc(af_b);
+  const auto sig_before = p.alpha->sig_counters().transport;
+  ASSERT_EQ(p.alpha->make_pvc_call(va, 100), Status::kPending);
+  ASSERT_EQ(p.beta->make_pvc_call(vb, 200), Status::kPending);
+  ASSERT_TRUE(wait_for([&] { return p.caller.find(Ev::kMakeCallComplete) && p.listener.find(Ev::kMakeCallComplete); },
+                       std::chrono::seconds(10)));
+  EXPECT_EQ(p.caller.find(Ev::kMakeCallComplete)->status, Status::kSuccess);
+
+  constexpr uint64_t kPackets = 500;
+  EXPECT_EQ(coemu_test::send_seq(p.alpha->data(), va, 0, kPackets), kPackets);
+  EXPECT_EQ(coemu_test::send_seq(p.beta->data(), vb, 0, kPackets), kPackets);
+  ASSERT_TRUE(wait_for([&] { return p.listener.received.load() == kPackets && p.caller.received.load() == kPackets; },
+                       std::chrono::seconds(20)));
+  EXPECT_EQ(p.listener.bad.load(), 0u);
+  EXPECT_EQ(p.caller.bad.load(), 0u);
+  EXPECT_EQ(p.alpha->sig_counters().transport.msgs_sent, sig_before.msgs_sent) << "a PVC needs no signaling";
+
+  ASSERT_EQ(p.beta->set_cm(af_b, cm::co_oid::kDeletePvc, pvc_b).status, Status::kSuccess);
+  ASSERT_TRUE(wait_for([&] { return p.listener.find(Ev::kIncomingClose).has_value(); }, std::chrono::seconds(10)));
+  EXPECT_EQ(p.listener.find(Ev::kIncomingClose)->cause, cm::cause::kDestinationOutOfOrder);
+  auto refused = [&] {  // not activated while it drains, unknown after
+    const auto& c = p.beta->miniport().counters();
+    return c.rx_unknown_vci.load() + c.rx_not_activated.load();
+  };
+  const uint64_t before = refused();
+  EXPECT_EQ(coemu_test::send_seq(p.alpha->data(), va, kPackets, 10), 10u);
+  EXPECT_TRUE(wait_for([&] { return refused() >= before + 10; }, std::chrono::seconds(10)))
+      << "beta no longer takes frames on label 200";
+  EXPECT_EQ(p.listener.received.load(), kPackets);
+  // The recording client answers the incoming close with its close_call.
+  ASSERT_TRUE(wait_for([&] { return p.listener.find(Ev::kCloseCallComplete).has_value(); }, std::chrono::seconds(10)));
+  EXPECT_EQ(p.beta->close_call(vb), Status::kFailure) << "closed already";
+  EXPECT_TRUE(wait_for([&] { return p.beta->delete_vc(vb) == Status::kSuccess; }, std::chrono::seconds(10)));
+  ASSERT_EQ(p.alpha->close_call(va), Status::kPending);
+  EXPECT_TRUE(wait_for([&] { return p.alpha->delete_vc(va) == Status::kSuccess; }, std::chrono::seconds(10)));
+}
+
 TEST(Node, CloseAddressFamiliesReportsAClientThatNeverCloses) {
   Pair p;
   (void)*p.beta->open_af(p.cb);  // the listener ignores kNotifyCloseAf
