@@ -1,6 +1,7 @@
 #include "cm/call_manager.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 namespace cm {
@@ -149,7 +150,7 @@ Result<VcId> CallManager::create_vc(AfOpenId af) {
 Status CallManager::delete_vc(VcId vc) {
   auto it = vcs_info_.find(vc.slot);
   if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0) return Status::kFailure;
-  if (it->second.call || it->second.pvc) return Status::kNotAccepted;  // R30: a call is on it
+  if (it->second.call || it->second.pvc || it->second.root) return Status::kNotAccepted;  // R30: a call is on it
   if (auto r = vcs_.remove(vc); !r) return r.error();
   afs_.remove(it->second.af, Held::kVc);
   vcs_info_.erase(it);
@@ -210,7 +211,7 @@ miniport::OidResult CallManager::set_oid(AfOpenId af, uint32_t oid, std::span<co
 Status CallManager::make_pvc_call(VcId vc, uint32_t pvc_rx_vci, CmOutput& out) {
   auto it = vcs_info_.find(vc.slot);
   if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0 || !afs_.usable(it->second.af)) return Status::kFailure;
-  if (it->second.call || it->second.pvc) return Status::kCallActive;
+  if (it->second.call || it->second.pvc || it->second.root) return Status::kCallActive;
   auto p = pvcs_.find(pvc_rx_vci);
   if (p == pvcs_.end()) return Status::kInvalidData;
   if (p->second.user) return Status::kNotAccepted;
@@ -256,9 +257,24 @@ CallManager::Call* CallManager::find(const Key& k) {
 }
 
 Status CallManager::make_call(VcId vc, std::string_view called, const SapSpec& sap, Time now, CmOutput& out) {
+  return start_call(vc, called, sap, false, now, out);
+}
+
+Result<uint32_t> CallManager::make_multipoint_call(VcId vc, std::string_view called, const SapSpec& sap, Time now,
+                                                   CmOutput& out) {
+  const Status s = start_call(vc, called, sap, true, now, out);
+  if (s != Status::kPending) return miniport::fail(s);
+  auto it = vcs_info_.find(vc.slot);
+  // The first party may have failed already (nothing can, without a wire,
+  // but keep the handle honest): 0 then.
+  return it->second.parties.empty() ? 0u : it->second.parties.front();
+}
+
+Status CallManager::start_call(VcId vc, std::string_view called, const SapSpec& sap, bool multipoint, Time now,
+                               CmOutput& out) {
   auto it = vcs_info_.find(vc.slot);
   if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0 || !afs_.usable(it->second.af)) return Status::kFailure;
-  if (it->second.call || it->second.pvc) return Status::kCallActive;
+  if (it->second.call || it->second.pvc || it->second.root) return Status::kCallActive;
   const std::string addr(called);
   if (!valid_node_address(bytes(addr))) return Status::kInvalidAddress;
   if (!valid_sap(SapValue{sap.type, sap.value})) return Status::kInvalidData;
@@ -266,15 +282,148 @@ Status CallManager::make_call(VcId vc, std::string_view called, const SapSpec& s
   if (!mac) return Status::kInvalidAddress;  // no HELLO from such a node
   const uint32_t ref = next_ref_;
   next_ref_ = next_ref_ % 0x7FFFFFFF + 1;
-  const Key k{*mac, ref, true};
+  const Key k{*mac, ref, true, 0};
   CallActions acts;
   Call c{CallFsm::outgoing(ref, now, cfg_.timers, acts), *mac, addr, ref, true, vc, it->second.client,
          it->second.af, false, sap, {}};
+  if (multipoint) {
+    c.p2mp = true;
+    c.party = next_party_++;
+    it->second.root = true;
+    it->second.root_ref = ref;
+    it->second.next_endpoint = 1;
+    it->second.parties = {c.party};
+    parties_[c.party] = k;
+  } else {
+    it->second.call = k;
+  }
   calls_.emplace(k, std::move(c));
-  it->second.call = k;
   afs_.add(it->second.af, Held::kCall);
   run(k, acts, now, out);
   return Status::kPending;
+}
+
+Result<uint32_t> CallManager::add_party(VcId vc, std::string_view called, const SapSpec& sap, Time now,
+                                        CmOutput& out) {
+  auto it = vcs_info_.find(vc.slot);
+  if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0 || !it->second.root) return miniport::fail(Status::kFailure);
+  VcInfo& v = it->second;
+  bool up = false;
+  uint64_t used = 0;  // leaf indexes in use
+  for (uint32_t p : v.parties) {
+    const Call* c = find(parties_.at(p));
+    if (!c) continue;
+    up |= c->fsm.state() == CallState::kActive;
+    used |= uint64_t{1} << c->leaf;
+  }
+  if (!up) return miniport::fail(Status::kFailure);  // R56: on a call that is up
+  if (v.parties.size() >= miniport::kMaxLeaves) return miniport::fail(Status::kResources);
+  const std::string addr(called);
+  if (!valid_node_address(bytes(addr))) return miniport::fail(Status::kInvalidAddress);
+  if (!valid_sap(SapValue{sap.type, sap.value})) return miniport::fail(Status::kInvalidData);
+  auto mac = neighbors_.lookup(addr);
+  if (!mac) return miniport::fail(Status::kInvalidAddress);
+  uint16_t e = v.next_endpoint;
+  while (calls_.contains(Key{*mac, v.root_ref, true, e})) ++e;  // endpoint numbers wrap after 65535 parties
+  v.next_endpoint = static_cast<uint16_t>(e + 1);
+  const Key k{*mac, v.root_ref, true, e};
+  CallActions acts;
+  Call c{CallFsm::outgoing(v.root_ref, now, cfg_.timers, acts), *mac, addr, v.root_ref, true, vc, v.client, v.af,
+         false, sap, {}};
+  c.p2mp = true;
+  c.endpoint = e;
+  c.via_add_party = true;
+  c.party = next_party_++;
+  c.leaf = static_cast<uint8_t>(std::countr_one(used));
+  v.parties.push_back(c.party);
+  parties_[c.party] = k;
+  const uint32_t id = c.party;
+  calls_.emplace(k, std::move(c));
+  afs_.add(v.af, Held::kCall);
+  run(k, acts, now, out);
+  return id;
+}
+
+size_t CallManager::parties(VcId vc) const {
+  auto it = vcs_info_.find(vc.slot);
+  if (it == vcs_info_.end() || !it->second.root) return 0;
+  size_t n = 0;
+  for (uint32_t p : it->second.parties) {
+    auto c = calls_.find(parties_.at(p));
+    if (c != calls_.end() && !c->second.client_drop) ++n;
+  }
+  return n;
+}
+
+size_t CallManager::other_live_parties(const VcInfo& v, uint32_t except) const {
+  size_t n = 0;
+  for (uint32_t p : v.parties) {
+    if (p == except) continue;
+    auto c = calls_.find(parties_.at(p));
+    if (c == calls_.end() || c->second.client_drop) continue;
+    if (c->second.fsm.state() == CallState::kReleaseIndication || c->second.fsm.state() == CallState::kNull) continue;
+    ++n;
+  }
+  return n;
+}
+
+Status CallManager::drop_party(uint32_t party, Time now, CmOutput& out) {
+  auto pk = parties_.find(party);
+  if (pk == parties_.end()) return Status::kFailure;
+  const Key k = pk->second;
+  Call* c = find(k);
+  if (!c || c->client_drop) return Status::kFailure;  // dead, or its drop is under way
+  if (parties(c->vc) <= 1) return Status::kFailure;   // R59: the last party goes with close_call
+  c->client_drop = true;
+  c->drop_mode = true;
+  CallActions acts;
+  if (!c->fsm.close(now, acts)) {
+    c->client_drop = false;
+    return Status::kFailure;
+  }
+  run(k, acts, now, out);
+  return Status::kPending;
+}
+
+std::vector<CallManager::Key> CallManager::keys_of_call(const MacAddress& peer, uint32_t ref, bool originated) {
+  std::vector<Key> keys;
+  const Key first{peer, ref, originated, 0};
+  for (auto it = calls_.lower_bound(first); it != calls_.end() && it->first.same_call(first); ++it)
+    keys.push_back(it->first);
+  return keys;
+}
+
+std::optional<MsgType> CallManager::party_wire_type(const Call& c, const Key& k, MsgType t) const {
+  (void)k;
+  switch (t) {
+    case MsgType::kSetup: return c.via_add_party ? MsgType::kAddParty : MsgType::kSetup;
+    case MsgType::kConnect: return c.via_add_party ? MsgType::kAddPartyAck : MsgType::kConnect;
+    case MsgType::kConnectAck: return c.via_add_party ? std::nullopt : std::optional(MsgType::kConnectAck);
+    case MsgType::kRelease: return c.drop_mode ? MsgType::kDropParty : MsgType::kRelease;
+    case MsgType::kReleaseComplete:
+      if (c.answer_drop) return MsgType::kDropPartyAck;
+      if (c.rejecting) return MsgType::kAddPartyReject;
+      return MsgType::kReleaseComplete;
+    default: return t;
+  }
+}
+
+ClientEvent::Kind CallManager::root_party_event(const Call& c, const Key&, CallIndication i) const {
+  switch (i) {
+    case CallIndication::kMakeCallComplete:
+      return c.via_add_party ? ClientEvent::Kind::kAddPartyComplete : ClientEvent::Kind::kMakeCallComplete;
+    case CallIndication::kIncomingClose: {
+      // R60: a party that is not the last leaves as an incoming drop.
+      auto v = vcs_info_.find(c.vc.slot);
+      const bool others = v != vcs_info_.end() && other_live_parties(v->second, c.party) > 0;
+      return others ? ClientEvent::Kind::kIncomingDropParty : ClientEvent::Kind::kIncomingClose;
+    }
+    case CallIndication::kCloseComplete:
+      return c.client_drop ? ClientEvent::Kind::kDropPartyComplete : ClientEvent::Kind::kCloseCallComplete;
+    case CallIndication::kIncomingCall: return ClientEvent::Kind::kIncomingCall;
+    case CallIndication::kCallConnected: return ClientEvent::Kind::kCallConnected;
+  }
+  return ClientEvent::Kind::kCloseCallComplete;
 }
 
 std::optional<CallManager::Key> CallManager::call_on(VcId vc) {
@@ -289,8 +438,18 @@ Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmO
   if (!k) return Status::kFailure;
   Call* c = find(*k);
   CallActions acts;
+  if (c->via_add_party && answer != Status::kSuccess) c->rejecting = true;
   const bool ok = answer == Status::kSuccess ? c->fsm.accept(now, acts) : c->fsm.reject(cause::kCallRejected, acts);
-  if (!ok) return Status::kFailure;
+  if (!ok) {
+    c->rejecting = false;
+    return Status::kFailure;
+  }
+  if (ok && c->via_add_party && answer == Status::kSuccess) {
+    // ADD_PARTY_ACK is answered by nothing: the party is up once it leaves.
+    Message up;
+    up.type = MsgType::kConnectAck;
+    c->fsm.on_message(up, now, acts);
+  }
   run(*k, acts, now, out);
   return Status::kSuccess;
 }
@@ -298,10 +457,33 @@ Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmO
 Status CallManager::close_call(VcId vc, Time now, CmOutput& out) {
   if (auto it = vcs_info_.find(vc.slot); it != vcs_info_.end() && it->second.pvc && vcs_.rx_vci(vc) != 0)
     return close_pvc_call(vc, it->second, out);
+  if (auto it = vcs_info_.find(vc.slot); it != vcs_info_.end() && it->second.root && vcs_.rx_vci(vc) != 0) {
+    // R59: a multipoint call closes with its last party.
+    if (parties(vc) != 1) return Status::kFailure;
+    for (uint32_t p : it->second.parties) {
+      const Key k = parties_.at(p);
+      Call* c = find(k);
+      if (!c || c->client_drop) continue;
+      CallActions acts;
+      if (!c->fsm.close(now, acts)) return Status::kFailure;
+      run(k, acts, now, out);
+      return Status::kPending;
+    }
+    return Status::kFailure;
+  }
   const auto k = call_on(vc);
   if (!k) return Status::kFailure;
+  Call* c = find(*k);
+  if (c->p2mp) {
+    // A leaf that is not its call's last party on this node leaves with
+    // DROP_PARTY; the last one with RELEASE.
+    size_t here = 0;
+    for (const Key& o : keys_of_call(k->peer, k->ref, false))
+      if (find(o)->fsm.state() != CallState::kNull) ++here;
+    c->drop_mode = here > 1;
+  }
   CallActions acts;
-  if (!find(*k)->fsm.close(now, acts)) return Status::kFailure;  // R90: a close is under way
+  if (!c->fsm.close(now, acts)) return Status::kFailure;  // R90: a close is under way
   run(*k, acts, now, out);
   return Status::kPending;
 }
@@ -314,6 +496,16 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
       case CallAction::Kind::kSend: {
         Message m;
         m.type = a.msg;
+        if (c->p2mp) {
+          auto t = party_wire_type(*c, k, a.msg);
+          if (!t) break;
+          // T399: an ADD_PARTY nobody answered is withdrawn with DROP_PARTY.
+          if (c->originated && c->via_add_party && *t == MsgType::kReleaseComplete && a.cause &&
+              a.cause->cause == cause::kRecoveryOnTimerExpiry)
+            t = MsgType::kDropParty;
+          m.type = *t;
+          m.endpoint_ref = c->endpoint;
+        }
         m.call_ref = wire_call_ref(c->ref, c->originated);
         m.cause = a.cause;
         m.call_state = a.state;
@@ -323,7 +515,7 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
           m.calling_party = bytes(me);
           m.sap = SapValue{c->sap->type, c->sap->value};
           m.vci = vcs_.rx_vci(c->vc);
-          m.bearer = 1;
+          m.bearer = c->p2mp ? 2 : 1;
         } else if (a.msg == MsgType::kConnect) {
           m.vci = vcs_.rx_vci(c->vc);
         }
@@ -331,10 +523,21 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
         break;
       }
       case CallAction::Kind::kActivateVc:
-        (void)vcs_.activate(c->vc, miniport::VcParams{.peer = c->peer, .tx_vci = a.peer_vci});
+        if (c->p2mp && c->originated) {
+          // The root's VC sends one copy to each leaf (PROTOCOL.md 2).
+          if (vcs_.state(c->vc) == miniport::VcState::kInactive)
+            (void)vcs_.activate(c->vc, miniport::VcParams{.peer = c->peer, .tx_vci = a.peer_vci, .receive = false});
+          (void)vcs_.set_leaf(c->vc, c->leaf, c->peer, a.peer_vci);
+        } else if (c->p2mp) {
+          // Leaves never send on a point-to-multipoint circuit.
+          (void)vcs_.activate(c->vc, miniport::VcParams{.peer = c->peer, .tx_vci = a.peer_vci, .transmit = false});
+        } else {
+          (void)vcs_.activate(c->vc, miniport::VcParams{.peer = c->peer, .tx_vci = a.peer_vci});
+        }
         break;
       case CallAction::Kind::kDeactivateVc:
-        (void)vcs_.deactivate(c->vc);
+        if (c->p2mp && c->originated) (void)vcs_.clear_leaf(c->vc, c->leaf);  // the VC goes with the last party
+        else (void)vcs_.deactivate(c->vc);
         break;
       case CallAction::Kind::kIndicate: {
         ClientEvent e{ClientEvent::Kind::kCloseCallComplete};
@@ -345,6 +548,11 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
           case CallIndication::kIncomingClose: e.kind = ClientEvent::Kind::kIncomingClose; break;
           case CallIndication::kCloseComplete: e.kind = ClientEvent::Kind::kCloseCallComplete; break;
         }
+        if (c->p2mp && c->originated) {
+          e.kind = root_party_event(*c, k, a.indication);
+          e.party = c->party;
+        }
+        e.multipoint = c->p2mp;
         e.client = c->client;
         e.vc = c->vc;
         e.sap = c->incoming_sap;
@@ -358,6 +566,20 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
         const Call gone = std::move(*c);
         calls_.erase(k);
         afs_.remove(gone.af, Held::kCall);
+        if (gone.p2mp && gone.originated) {
+          parties_.erase(gone.party);
+          if (auto it = vcs_info_.find(gone.vc.slot); it != vcs_info_.end()) {
+            std::erase(it->second.parties, gone.party);
+            (void)vcs_.clear_leaf(gone.vc, gone.leaf);
+            if (it->second.parties.empty()) {
+              // The last party took the call with it: the VC is the client's again.
+              it->second.root = false;
+              if (vcs_.state(gone.vc) == miniport::VcState::kActive) (void)vcs_.deactivate(gone.vc);
+            }
+          }
+          settle_closes(out);
+          return;
+        }
         if (auto it = vcs_info_.find(gone.vc.slot); it != vcs_info_.end()) it->second.call.reset();
         // A VC the CM made for an incoming call goes with the call, once
         // its deactivation has drained (R66).
@@ -452,7 +674,8 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
   const uint32_t wire_ref = d.msg.call_ref;
   const uint32_t reply_ref = wire_ref ^ kCallRefToOriginator;
   const bool to_originator = wire_ref & kCallRefToOriginator;
-  const Key k{src, wire_ref & ~kCallRefToOriginator, to_originator};
+  const std::vector<Key> keys = keys_of_call(src, wire_ref & ~kCallRefToOriginator, to_originator);
+  const Key k = keys.empty() ? Key{src, wire_ref & ~kCallRefToOriginator, to_originator, 0} : keys.front();
   Call* c = find(k);
   if (d.verdict == Verdict::kUnknownType) {
     const uint8_t st = c ? static_cast<uint8_t>(c->fsm.state()) : 0;
@@ -466,10 +689,12 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
       peer_gone(src, now, out);
       answer(src, MsgType::kRestartAck, 0, std::nullopt, std::nullopt, now, out);
     } else {
-      if (c) {
-        CallActions acts;
-        c->fsm.peer_lost(acts);
-        run(k, acts, now, out);
+      for (const Key& pk : keys) {  // every party of the call
+        if (Call* pc = find(pk)) {
+          CallActions acts;
+          pc->fsm.peer_lost(acts);
+          run(pk, acts, now, out);
+        }
       }
       answer(src, MsgType::kRestartAck, reply_ref, std::nullopt, std::nullopt, now, out);
     }
@@ -480,13 +705,13 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
       case UnknownCallRef::kNewCall:
         if (d.verdict == Verdict::kBadIe) {
           ++c_.calls_refused;
-          answer(src, MsgType::kReleaseComplete, reply_ref, CauseIe{d.cause, 1}, std::nullopt, now, out);
-        } else if (type == MsgType::kSetup) {
-          on_setup(src, d.msg, now, out);
+          if (type == MsgType::kAddParty)
+            answer_party(src, MsgType::kAddPartyReject, reply_ref, d.msg.endpoint_ref.value_or(0), d.cause, now, out);
+          else
+            answer(src, MsgType::kReleaseComplete, reply_ref, CauseIe{d.cause, 1}, std::nullopt, now, out);
         } else {
-          // ADD_PARTY (point-to-multipoint) arrives with issue 5.
-          answer(src, MsgType::kAddPartyReject, reply_ref, CauseIe{cause::kIncompatibleDestination, 1},
-                 std::nullopt, now, out);
+          // ADD_PARTY for a call we do not know is a new multipoint call (4).
+          on_setup(src, d.msg, now, out, type == MsgType::kAddParty);
         }
         return;
       case UnknownCallRef::kReleaseComplete81:
@@ -517,6 +742,14 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
         return;
     }
   }
+  switch (type) {
+    case MsgType::kAddParty: case MsgType::kAddPartyAck: case MsgType::kAddPartyReject:
+    case MsgType::kDropParty: case MsgType::kDropPartyAck:
+      return on_party_message(src, keys, m, now, out);
+    default:
+      if (c->p2mp) return on_party_message(src, keys, m, now, out);
+      break;
+  }
   if (type == MsgType::kSetup) {
     // A second SETUP on a known call (4.2 step 5).
     answer(src, MsgType::kStatus, reply_ref, CauseIe{cause::kMessageNotCompatibleWithState, 1},
@@ -528,11 +761,88 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
   run(k, acts, now, out);
 }
 
-void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, CmOutput& out) {
+void CallManager::answer_party(const MacAddress& peer, MsgType type, uint32_t wire_ref, uint16_t endpoint,
+                               uint8_t c, Time now, CmOutput& out) {
+  Message m;
+  m.type = type;
+  m.call_ref = wire_ref;
+  m.endpoint_ref = endpoint;
+  m.cause = CauseIe{c, 1};
+  send_message(peer, m, now, out);
+}
+
+void CallManager::on_party_message(const MacAddress& src, const std::vector<Key>& keys, const Message& m, Time now,
+                                   CmOutput& out) {
+  const Key& first = keys.front();
+  const Call* fc = find(first);
+  const uint32_t reply_ref = m.call_ref ^ kCallRefToOriginator;
+  auto wrong_state = [&] {  // 4.2 step 5
+    answer(src, MsgType::kStatus, reply_ref, CauseIe{cause::kMessageNotCompatibleWithState, 1},
+           static_cast<uint8_t>(fc->fsm.state()), now, out);
+  };
+  auto deliver = [&](const Key& pk, const Message& fm) {
+    if (Call* c = find(pk)) {
+      CallActions acts;
+      c->fsm.on_message(fm, now, acts);
+      run(pk, acts, now, out);
+    }
+  };
+  const uint16_t e = m.endpoint_ref.value_or(0);
+  switch (m.type) {
+    case MsgType::kAddParty:
+      // One more party of a call we are a leaf of (4); ADD_PARTY on a
+      // point-to-point call, to the root, or naming a party that exists: 101.
+      if (first.originated || !fc->p2mp || find(Key{src, first.ref, false, e})) return wrong_state();
+      return on_setup(src, m, now, out, true);
+    case MsgType::kSetup:
+      return wrong_state();
+    case MsgType::kAddPartyAck:
+    case MsgType::kAddPartyReject:
+    case MsgType::kDropParty:
+    case MsgType::kDropPartyAck: {
+      if (!fc->p2mp) return wrong_state();
+      const Key pk{src, first.ref, first.originated, e};
+      Call* c = find(pk);
+      if (!c) {
+        // DROP_PARTY naming an unknown party is acked with cause 81 (4).
+        if (m.type == MsgType::kDropParty)
+          answer_party(src, MsgType::kDropPartyAck, reply_ref, e, cause::kInvalidCallRef, now, out);
+        else if (m.type != MsgType::kDropPartyAck)
+          wrong_state();
+        return;
+      }
+      // The party's call machine reads them as CONNECT / RELEASE /
+      // RELEASE_COMPLETE.
+      Message fm = m;
+      if (m.type == MsgType::kAddPartyAck) fm.type = MsgType::kConnect;
+      else if (m.type == MsgType::kDropParty) fm.type = MsgType::kRelease, c->answer_drop = true;
+      else fm.type = MsgType::kReleaseComplete;
+      return deliver(pk, fm);
+    }
+    case MsgType::kConnect:
+    case MsgType::kConnectAck:
+      // For the party offered with SETUP.
+      for (const Key& pk : keys)
+        if (!find(pk)->via_add_party) return deliver(pk, m);
+      return wrong_state();
+    case MsgType::kRelease:
+    case MsgType::kReleaseComplete:
+      // Every party of the call with that node.
+      for (const Key& pk : keys) deliver(pk, m);
+      return;
+    default:
+      return deliver(first, m);
+  }
+}
+
+void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, CmOutput& out, bool add_party) {
   const uint32_t reply_ref = m.call_ref | kCallRefToOriginator;
+  const bool p2mp = add_party || m.bearer.value_or(1) == 2;
+  const uint16_t endpoint = p2mp ? m.endpoint_ref.value_or(0) : 0;
   auto refuse = [&](uint8_t c) {
     ++c_.calls_refused;
-    answer(src, MsgType::kReleaseComplete, reply_ref, CauseIe{c, 1}, std::nullopt, now, out);
+    if (add_party) answer_party(src, MsgType::kAddPartyReject, reply_ref, endpoint, c, now, out);
+    else answer(src, MsgType::kReleaseComplete, reply_ref, CauseIe{c, 1}, std::nullopt, now, out);
   };
   // Step 6: the called party is checked before the SAP (cause 1 wins over 88).
   if (!m.called_party ||
@@ -549,10 +859,13 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
   std::string peer_address;
   if (m.calling_party) peer_address.assign(m.calling_party->begin(), m.calling_party->end());
   else if (const Neighbor* n = neighbors_.by_mac(src)) peer_address = n->address;
-  const Key k{src, m.call_ref, false};
+  const Key k{src, m.call_ref, false, endpoint};
   CallActions acts;
   Call c{CallFsm::incoming(m.call_ref, *m.vci, cfg_.timers, acts), src, peer_address, m.call_ref, false, *vc,
          client, af_it->second, true, std::nullopt, *sap};
+  c.p2mp = p2mp;
+  c.endpoint = endpoint;
+  c.via_add_party = add_party;
   calls_.emplace(k, std::move(c));
   vcs_info_[vc->slot] = VcInfo{af_it->second, client, k};
   afs_.add(af_it->second, Held::kCall);

@@ -14,7 +14,11 @@
 //   cm.on_timer(now, out);                               // at next_deadline()
 //   for (auto& f : out.frames) send(f); for (auto& e : out.events) deliver(e);
 //
-// Point-to-point calls; parties, QoS changes and PVC OIDs come with issue 5.
+// Point-to-point and point-to-multipoint calls (parties, R56-R60) and PVCs.
+// A point-to-multipoint call is kept as one call state machine per party:
+// the root's parties go out as SETUP (the first) or ADD_PARTY and come down
+// with DROP_PARTY; a leaf node sees each party as an incoming call. The
+// translation between party messages and the call machine lives here.
 #pragma once
 
 #include <array>
@@ -114,6 +118,9 @@ struct ClientEvent {
     kDeregisterSapComplete,
     kNeighborEvent,      // a duplicate address and the like: `detail`
     kLinkStatus,         // R84/R85: the NIC's link is `link_up` at `speed_bps` (every client)
+    kAddPartyComplete,   // R56: `party` joined the root's call on `vc`, or not (`status`, `cause`)
+    kDropPartyComplete,  // R58: the client's drop of `party` finished
+    kIncomingDropParty,  // R60: the leaf of `party` left; the client answers with drop_party
   };
   Kind kind = Kind::kNeighborEvent;
   ClientId client = 0;
@@ -127,6 +134,8 @@ struct ClientEvent {
   std::string detail = {};
   bool link_up = false;
   uint64_t speed_bps = 0;
+  uint32_t party = 0;      // point-to-multipoint root: the party handle (0: none)
+  bool multipoint = false;  // kIncomingCall: a party of a point-to-multipoint call (we are a leaf)
 };
 
 struct CmOutput {
@@ -177,11 +186,29 @@ class CallManager {
   // (the VC has a call), kFailure (dead handle), kInvalidAddress (a bad or
   // unknown node address: no HELLO heard from it).
   [[nodiscard]] Status make_call(VcId vc, std::string_view called, const SapSpec& sap, Time now, CmOutput& out);
+  // R38: a point-to-multipoint call with its first party: returns the party
+  // handle; kMakeCallComplete (with `party`) follows. Errors as make_call.
+  // Leaves receive only; the root sends one copy to each leaf.
+  [[nodiscard]] Result<uint32_t> make_multipoint_call(VcId vc, std::string_view called, const SapSpec& sap, Time now,
+                                                      CmOutput& out);
+  // R56: one more party on a point-to-multipoint call that has an active
+  // party; kAddPartyComplete follows. Errors: kFailure (dead handle, not a
+  // multipoint call, or none of its parties up yet), kResources (kMaxLeaves
+  // parties), kInvalidAddress, kInvalidData as make_call.
+  [[nodiscard]] Result<uint32_t> add_party(VcId vc, std::string_view called, const SapSpec& sap, Time now,
+                                           CmOutput& out);
+  // R58/R59: drops a party; the handle is dead for the client at once.
+  // kPending then kDropPartyComplete; kFailure for a dead handle, a drop
+  // under way, or the call's last party (close the call instead, R59).
+  [[nodiscard]] Status drop_party(uint32_t party, Time now, CmOutput& out);
+  // Parties of the point-to-multipoint call on `vc` that the client holds.
+  [[nodiscard]] size_t parties(VcId vc) const;
   // R51/R52: the SAP owner's answer to kIncomingCall: kSuccess accepts,
   // anything else rejects with cause 21.
   [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer, Time now, CmOutput& out);
   // R64: kPending, then kCloseCallComplete. kFailure when no call or a
-  // close is already under way.
+  // close is already under way, or (R59) while a multipoint call has more
+  // than one party.
   [[nodiscard]] Status close_call(VcId vc, Time now, CmOutput& out);
 
   // R76/R83: an OID query a client sends to the CM with its AF handle.
@@ -245,15 +272,30 @@ class CallManager {
     bool cm_vc = false;         // a VC the CM created for an incoming call
     std::optional<SapSpec> sap; // outgoing: the called SAP, for SETUP
     SapId incoming_sap;         // incoming: the SAP the call was offered on
+    // Point-to-multipoint: this machine is one party.
+    bool p2mp = false;
+    uint16_t endpoint = 0;       // ENDPOINT_REF
+    bool via_add_party = false;  // offered with ADD_PARTY (else SETUP)
+    uint32_t party = 0;          // root: the client's party handle
+    bool drop_mode = false;      // our close goes out as DROP_PARTY
+    bool client_drop = false;    // root: the client dropped it (drop_party, not close_call)
+    bool answer_drop = false;    // the peer's DROP_PARTY is answered with DROP_PARTY_ACK
+    bool rejecting = false;      // leaf: the client refused an ADD_PARTY (ADD_PARTY_REJECT)
+    uint8_t leaf = 0;            // root: the party's index in the VC's leaf set
   };
   struct Key {
     MacAddress peer;
     uint32_t ref;
     bool originated;
+    uint16_t party = 0;  // the party's ENDPOINT_REF (0 for point-to-point calls)
     bool operator<(const Key& o) const {
       if (peer.bytes != o.peer.bytes) return peer.bytes < o.peer.bytes;
       if (ref != o.ref) return ref < o.ref;
-      return originated < o.originated;
+      if (originated != o.originated) return originated < o.originated;
+      return party < o.party;
+    }
+    [[nodiscard]] bool same_call(const Key& o) const {
+      return peer == o.peer && ref == o.ref && originated == o.originated;
     }
   };
   struct VcInfo {
@@ -263,6 +305,11 @@ class CallManager {
     std::string name = {};  // R36, once assigned
     std::optional<uint32_t> pvc = {};  // the configured PVC (its rx label) a PERMANENT_VC call uses
     bool pvc_gone = false;        // that PVC was deleted: the client has been told, its close ends it
+    // A point-to-multipoint root: its call reference, parties by handle.
+    bool root = false;
+    uint32_t root_ref = 0;
+    uint16_t next_endpoint = 0;
+    std::vector<uint32_t> parties = {};
   };
   struct Pvc {
     PvcSpec spec;
@@ -272,10 +319,27 @@ class CallManager {
   Status close_pvc_call(VcId vc, VcInfo& info, CmOutput& out);
 
   void run(const Key& k, CallActions& acts, Time now, CmOutput& out);
+  Status start_call(VcId vc, std::string_view called, const SapSpec& sap, bool multipoint, Time now, CmOutput& out);
+  // A party message in, as the call machine reads it (ADD_PARTY_ACK is its
+  // CONNECT...), and the keys of the parties it is for.
+  void on_party_message(const MacAddress& src, const std::vector<Key>& keys, const Message& m, Time now,
+                        CmOutput& out);
+  // A party message that names its party (ENDPOINT_REF), built by the CM itself.
+  void answer_party(const MacAddress& peer, MsgType type, uint32_t wire_ref, uint16_t endpoint, uint8_t cause,
+                    Time now, CmOutput& out);
+  // The message type a party's machine asked for, as it goes on the wire
+  // (nullopt: not sent, e.g. CONNECT_ACK to an ADD_PARTY_ACK).
+  std::optional<MsgType> party_wire_type(const Call& c, const Key& k, MsgType fsm_type) const;
+  // What the client of a root party is told for the machine's indication.
+  ClientEvent::Kind root_party_event(const Call& c, const Key& k, CallIndication i) const;
+  // Live parties of the root call on `vc` other than `except` not already
+  // leaving on the peer's word.
+  size_t other_live_parties(const VcInfo& v, uint32_t except) const;
+  std::vector<Key> keys_of_call(const MacAddress& peer, uint32_t ref, bool originated);
   void send_message(const MacAddress& peer, const Message& m, Time now, CmOutput& out);
   void flush(Actions& ta, Time now, CmOutput& out);
   void on_message(const MacAddress& src, const Decoded& d, Time now, CmOutput& out);
-  void on_setup(const MacAddress& src, const Message& m, Time now, CmOutput& out);
+  void on_setup(const MacAddress& src, const Message& m, Time now, CmOutput& out, bool add_party = false);
   void answer(const MacAddress& peer, MsgType type, uint32_t wire_ref, std::optional<CauseIe> cause,
               std::optional<uint8_t> state, Time now, CmOutput& out);
   void peer_gone(const MacAddress& peer, Time now, CmOutput& out);
@@ -296,6 +360,8 @@ class CallManager {
   std::map<uint32_t, VcInfo> vcs_info_;  // by VC slot
   std::map<uint32_t, AfOpenId> sap_af_;  // by SAP slot
   std::map<uint32_t, Pvc> pvcs_;         // configured PVCs by rx label (R68)
+  std::map<uint32_t, Key> parties_;      // root parties by handle
+  uint32_t next_party_ = 1;
   std::vector<VcId> retire_;             // CM-created VCs waiting for their deactivation
   struct Completion {                    // a pended open or registration, due at `at`
     Time at;

@@ -4,7 +4,20 @@
 
 namespace miniport {
 
+// A root's leaves: each entry under its own sequence lock, so a sender never
+// reads one leaf's MAC with another's label; allocated on the first leaf and
+// kept with the slot (nothing to reclaim while senders look).
+struct Leaves {
+  struct Entry {
+    std::atomic<uint32_t> seq{0};
+    std::atomic<uint64_t> mac{0};  // peer MAC (48 bits) | set << 48
+    std::atomic<uint32_t> vci{0};
+  };
+  Entry e[kMaxLeaves];
+};
+
 struct alignas(kCacheLine) VcTable::Slot {
+  ~Slot() { delete leaves.load(std::memory_order_relaxed); }
   // Read by I/O threads and senders.
   std::atomic<uint32_t> rx_vci{0};  // label readers match; 0 = none
   std::atomic<uint32_t> gen{0};     // handle generation, bumped at delete
@@ -19,6 +32,8 @@ struct alignas(kCacheLine) VcTable::Slot {
   std::atomic<int64_t> rx_outstanding{0};
   // Counters (relaxed: statistics only).
   std::atomic<uint64_t> rx_frames{0}, rx_bytes{0}, tx_frames{0}, tx_bytes{0}, rx_dropped{0}, tx_refused{0};
+  std::atomic<Leaves*> leaves{nullptr};
+  std::atomic<uint32_t> leaf_count{0};
   // Control-only.
   uint16_t label_gen = 1;
   uint32_t pvc_vci = 0;
@@ -223,12 +238,77 @@ bool VcTable::try_complete(uint32_t idx) {
   return true;
 }
 
+namespace {
+void write_leaf(Leaves::Entry& e, uint64_t mac, uint32_t vci) noexcept {
+  const uint32_t q = e.seq.load(std::memory_order_relaxed);
+  e.seq.store(q + 1, std::memory_order_relaxed);
+  // Release stores of the words order them after the odd sequence for a
+  // reader that acquires them (as write_params does; no fence for TSan).
+  e.mac.store(mac, std::memory_order_release);
+  e.vci.store(vci, std::memory_order_release);
+  e.seq.store(q + 2, std::memory_order_release);
+}
+}  // namespace
+
+Result<void> VcTable::set_leaf(VcId id, uint32_t i, const MacAddress& peer, uint32_t tx_vci) {
+  Slot* s = checked(id);
+  if (!s) return fail(Status::kFailure);
+  if (i >= kMaxLeaves || tx_vci == 0 || peer.is_multicast() || peer == MacAddress{}) return fail(Status::kInvalidData);
+  Leaves* l = s->leaves.load(std::memory_order_relaxed);
+  if (!l) {
+    l = new (std::nothrow) Leaves;
+    if (!l) return fail(Status::kResources);
+    s->leaves.store(l, std::memory_order_release);
+  }
+  uint64_t mac = 0;
+  for (int k = 0; k < 6; ++k) mac = (mac << 8) | peer.bytes[k];
+  const bool was_set = (l->e[i].mac.load(std::memory_order_relaxed) >> 48) & 1;
+  write_leaf(l->e[i], mac | (uint64_t{1} << 48), tx_vci);
+  if (!was_set) s->leaf_count.fetch_add(1, std::memory_order_release);
+  return {};
+}
+
+Result<void> VcTable::clear_leaf(VcId id, uint32_t i) {
+  Slot* s = checked(id);
+  if (!s) return fail(Status::kFailure);
+  if (i >= kMaxLeaves) return fail(Status::kInvalidData);
+  Leaves* l = s->leaves.load(std::memory_order_relaxed);
+  if (!l || !((l->e[i].mac.load(std::memory_order_relaxed) >> 48) & 1)) return {};
+  write_leaf(l->e[i], 0, 0);
+  s->leaf_count.fetch_sub(1, std::memory_order_release);
+  return {};
+}
+
+size_t VcTable::leaves(VcId id, std::span<LeafTarget> out) const noexcept {
+  const Slot* s = slot_ptr(id.slot);
+  if (!s || s->leaf_count.load(std::memory_order_acquire) == 0) return 0;
+  const Leaves* l = s->leaves.load(std::memory_order_acquire);
+  if (!l) return 0;
+  size_t n = 0;
+  for (uint32_t i = 0; i < kMaxLeaves && n < out.size(); ++i) {
+    const Leaves::Entry& e = l->e[i];
+    for (;;) {
+      const uint32_t a = e.seq.load(std::memory_order_acquire);
+      const uint64_t mac = e.mac.load(std::memory_order_acquire);
+      const uint32_t vci = e.vci.load(std::memory_order_acquire);
+      if ((a & 1) || e.seq.load(std::memory_order_relaxed) != a) continue;
+      if ((mac >> 48) & 1) {
+        for (int b = 5, k = 0; b >= 0; --b, ++k) out[n].peer.bytes[b] = static_cast<uint8_t>(mac >> (8 * k));
+        out[n++].tx_vci = vci;
+      }
+      break;
+    }
+  }
+  return n;
+}
+
 Result<void> VcTable::remove(VcId id) {
   Slot* s = checked(id);
   if (!s) return fail(Status::kFailure);
   const auto st = static_cast<VcState>(s->state.load(std::memory_order_relaxed));
   if (st == VcState::kActive) return fail(Status::kNotAccepted);
   if (st == VcState::kDeactivating) return fail(Status::kClosing);
+  for (uint32_t i = 0; i < kMaxLeaves; ++i) (void)clear_leaf(id, i);
   s->live = false;
   s->gen.fetch_add(1, std::memory_order_seq_cst);
   s->rx_vci.store(0, std::memory_order_release);

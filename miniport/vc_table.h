@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "miniport/mac_address.h"
@@ -35,6 +36,7 @@ namespace miniport {
 
 inline constexpr uint32_t kPvcVciLimit = 1u << 20;  // PVC labels are 1..kPvcVciLimit-1
 inline constexpr uint32_t kMaxVcs = 1u << 20;
+inline constexpr uint32_t kMaxLeaves = 64;  // leaves of one point-to-multipoint VC
 
 // A VC handle: slot plus the generation it was created in, so a handle kept
 // after delete_vc() is refused instead of reaching the slot's next owner.
@@ -60,6 +62,12 @@ struct VcParams {
   uint16_t max_sdu = 0;     // largest payload this VC sends (0 = the link's limit)
   bool transmit = true;     // CO_MEDIA_PARAMETERS TRANSMIT_VC
   bool receive = true;      // CO_MEDIA_PARAMETERS RECEIVE_VC
+};
+
+// One leaf of a point-to-multipoint root VC: where a copy of each packet goes.
+struct LeafTarget {
+  MacAddress peer;
+  uint32_t tx_vci = 0;
 };
 
 struct VcCounters {
@@ -99,6 +107,14 @@ class VcTable {
   // Returns how many are still pending.
   template <class Done>
   size_t poll_deactivations(Done&& done);
+
+  // Point-to-multipoint roots (PROTOCOL.md 2): a VC with leaves sends one
+  // copy of each packet to every leaf, each with that leaf's label. Sets or
+  // clears leaf `i`; a deleted VC loses its leaves. Errors: kFailure for a
+  // bad handle; kInvalidData for an index >= kMaxLeaves, a multicast or zero
+  // peer or a zero label.
+  [[nodiscard]] Result<void> set_leaf(VcId id, uint32_t i, const MacAddress& peer, uint32_t tx_vci);
+  [[nodiscard]] Result<void> clear_leaf(VcId id, uint32_t i);
 
   // R30: deletes an inactive VC. Errors: kFailure for a bad handle;
   // kNotAccepted while active; kClosing while deactivation is pending.
@@ -145,6 +161,9 @@ class VcTable {
   // end_tx() is called for it. R72: an inactive VC yields kVcNotActivated.
   [[nodiscard]] TxGrant begin_tx(VcId id) noexcept;
   void end_tx(VcId id, uint64_t bytes, bool sent) noexcept;
+  // The VC's leaves, copied into `out` (at most kMaxLeaves); 0 for a VC
+  // without leaves. Lock-free; call between begin_tx and end_tx.
+  [[nodiscard]] size_t leaves(VcId id, std::span<LeafTarget> out) const noexcept;
   // Ends a begun send that never left the node, counting nothing.
   void cancel_tx(VcId id) noexcept;
 

@@ -166,6 +166,9 @@ const char* kind_name(cm::ClientEvent::Kind k) {
     case K::kCreateVc: return "create_vc";
     case K::kDeleteVc: return "delete_vc";
     case K::kLinkStatus: return "link_status";
+    case K::kAddPartyComplete: return "add_party_complete";
+    case K::kDropPartyComplete: return "drop_party_complete";
+    case K::kIncomingDropParty: return "incoming_drop_party";
   }
   return "unknown";
 }
@@ -185,6 +188,8 @@ std::string describe(const cm::ClientEvent& e, bool json) {
     if (!e.peer_address.empty()) j["peer"] = e.peer_address;
     if (!e.detail.empty()) j["detail"] = e.detail;
     if (e.kind == cm::ClientEvent::Kind::kLinkStatus) j["link_up"] = e.link_up;
+    if (e.party) j["party"] = e.party;
+    if (e.multipoint) j["multipoint"] = true;
     return j.dump();
   }
   switch (e.kind) {
@@ -206,6 +211,14 @@ std::string describe(const cm::ClientEvent& e, bool json) {
     case K::kCreateVc: return fmt::format("vc {} made for an incoming call", vc);
     case K::kDeleteVc: return fmt::format("vc {} deleted", vc);
     case K::kLinkStatus: return e.link_up ? fmt::format("link up ({} bit/s)", e.speed_bps) : "link down";
+    case K::kAddPartyComplete:
+      return e.status == Status::kSuccess
+                 ? fmt::format("party {} at {} joined the call on vc {}", e.party, e.peer_address, vc)
+                 : fmt::format("party {} at {} refused: {}", e.party, e.peer_address,
+                               status_with_cause(e.status, e.cause));
+    case K::kDropPartyComplete: return fmt::format("party {} dropped", e.party);
+    case K::kIncomingDropParty:
+      return fmt::format("party {} at {} left: {}", e.party, e.peer_address, status_with_cause(e.status, e.cause));
     default: return fmt::format("{}: {}{}", kind_name(e.kind), miniport::to_string(e.status),
                                 e.detail.empty() ? "" : " " + e.detail);
   }
