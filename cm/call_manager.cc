@@ -525,9 +525,10 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
       case CallAction::Kind::kActivateVc:
         if (c->p2mp && c->originated) {
           // The root's VC sends one copy to each leaf (PROTOCOL.md 2).
-          if (vcs_.state(c->vc) == miniport::VcState::kInactive)
-            (void)vcs_.activate(c->vc, miniport::VcParams{.peer = c->peer, .tx_vci = a.peer_vci, .receive = false});
           (void)vcs_.set_leaf(c->vc, c->leaf, c->peer, a.peer_vci);
+          if (vcs_.state(c->vc) == miniport::VcState::kInactive)
+            (void)vcs_.activate(c->vc, miniport::VcParams{.peer = c->peer, .tx_vci = a.peer_vci, .receive = false,
+                                                          .multipoint = true});
         } else if (c->p2mp) {
           // Leaves never send on a point-to-multipoint circuit.
           (void)vcs_.activate(c->vc, miniport::VcParams{.peer = c->peer, .tx_vci = a.peer_vci, .transmit = false});

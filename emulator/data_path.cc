@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "emulator/clock.h"
+#include "miniport/byte_order.h"
 
 namespace emulator {
 
@@ -183,7 +184,28 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
       TxItem& it = items[i];
       it.vc = vc;
       it.cookie = p.cookie;
-      auto n = mp_.frame_tx(vc, std::span(p.buf.data(), p.buf.capacity()), p.buf.size());
+      std::array<miniport::LeafTarget, miniport::kMaxLeaves> leaves;
+      size_t nleaves = 0;
+      auto n = mp_.frame_tx(vc, std::span(p.buf.data(), p.buf.capacity()), p.buf.size(), leaves, &nleaves);
+      if (n && nleaves > 0) {
+        // A multipoint root: what is batched so far goes first, then this
+        // packet with its copies as one group (their order kept).
+        const size_t before = i ? w.send_items(std::span(items).first(i)) : 0;
+        if (before < i || !send_multipoint(w, vc, p, std::span(leaves).first(nleaves), *n)) {
+          for (size_t j = before; j < i; ++j) {
+            TxItem& back = items[j];
+            if (back.status == Status::kSuccess) mp_.cancel_tx(back.vc, back.len);
+            packets[taken + j].buf = pool_->adopt(back.buf, packets[taken + j].buf.size());
+          }
+          mp_.cancel_tx(vc, *n);  // this packet stays the caller's too
+          mp_.count_tx_ring_full();
+          return taken + before;
+        }
+        taken += i + 1;
+        chunk = 0;
+        hit_empty = false;
+        break;
+      }
       if (n) {
         it.len = static_cast<uint32_t>(*n);
         it.status = Status::kSuccess;
@@ -194,6 +216,7 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
       }
       it.buf = p.buf.release();
     }
+    if (chunk == 0) continue;  // a multipoint send went on its own
     const size_t pushed = w.send_items(std::span(items).first(chunk));
     for (size_t i = pushed; i < chunk; ++i) {
       // Ring full: undo, and hand the packet back to the caller untouched.
@@ -209,6 +232,40 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
     if (hit_empty) break;
   }
   return taken;
+}
+
+bool DataPath::send_multipoint(Worker& w, VcId vc, TxPacket& p, std::span<const miniport::LeafTarget> leaves,
+                               size_t frame_len) noexcept {
+  std::array<TxItem, miniport::kMaxLeaves> group;
+  const uint32_t payload = p.buf.size();
+  size_t made = 0;
+  for (size_t k = 1; k < leaves.size(); ++k) {
+    BufRef b = pool_->try_get();
+    if (!b) {
+      mp_.count_tx_pool_empty();
+      for (size_t j = 0; j < made; ++j) BufRef back = pool_->adopt(group[j].buf);
+      return false;
+    }
+    // The copy differs from the first leaf's frame in its destination and label.
+    std::memcpy(b.data(), p.buf.data(), frame_len);
+    std::memcpy(b.data(), leaves[k].peer.bytes.data(), 6);
+    miniport::store_be32(b.data() + miniport::kEthHeaderLen, leaves[k].tx_vci);
+    TxItem& c = group[made++];
+    c.len = static_cast<uint32_t>(frame_len);
+    c.raw = true;  // no completion of its own: the original's stands for the send
+    c.buf = b.release();
+  }
+  // The original last: its completion comes after every copy was written.
+  TxItem& it = group[made++];
+  it.vc = vc;
+  it.cookie = p.cookie;
+  it.len = static_cast<uint32_t>(frame_len);
+  it.status = Status::kSuccess;
+  it.buf = p.buf.release();
+  if (w.send_group(std::span(group).first(made))) return true;
+  p.buf = pool_->adopt(it.buf, payload);
+  for (size_t j = 0; j + 1 < made; ++j) BufRef back = pool_->adopt(group[j].buf);
+  return false;
 }
 
 Result<void> DataPath::send_frame(std::span<const uint8_t> frame, bool write_now) noexcept {
@@ -241,6 +298,13 @@ size_t DataPath::Worker::send_items(std::span<TxItem> items, bool write_now) noe
     if (sleeping_.load(std::memory_order_seq_cst)) wake();
   }
   return inlined + queued;
+}
+
+bool DataPath::Worker::send_group(std::span<TxItem> items) noexcept {
+  if (tx_ring_->push_all(items) != items.size()) return false;
+  pushed_.fetch_add(items.size(), std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_seq_cst)) wake();
+  return true;
 }
 
 size_t DataPath::Worker::send_inline(std::span<TxItem> items) noexcept {

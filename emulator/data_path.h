@@ -197,6 +197,7 @@ class DataPath {
     void join();
     void drain_on_stop() noexcept;
     size_t send_items(std::span<TxItem> items, bool write_now = false) noexcept;  // returns how many were taken
+    bool send_group(std::span<TxItem> items) noexcept;  // all of them through the ring, or none
     void add(DataPathCounters& c) const noexcept;
     [[nodiscard]] bool uring_rx() const noexcept { return rx_ring_ != nullptr; }
 
@@ -266,6 +267,11 @@ class DataPath {
   };
 
   DataPath(Link& link, miniport::Miniport& mp, DataPathHandler& h, const DataPathOptions& o);
+  // One send on a point-to-multipoint root: the frame for its first leaf
+  // plus a copy per further leaf, queued together. False: back-pressure
+  // (ring or pool full), the packet stays with the caller.
+  bool send_multipoint(Worker& w, VcId vc, TxPacket& p, std::span<const miniport::LeafTarget> leaves,
+                       size_t frame_len) noexcept;
 
   Link& link_;
   miniport::Miniport& mp_;

@@ -390,6 +390,36 @@ Status Node::make_call(VcId vc, const std::string& called, const SapSpec& sap) {
   });
 }
 
+Result<uint32_t> Node::make_multipoint_call(VcId vc, const std::string& called, const SapSpec& sap) {
+  return on_control([&] {
+    cm::CmOutput out;
+    auto r = cm_->make_multipoint_call(vc, called, sap, steady_now(), out);
+    emit(out);
+    arm_timer();
+    return r;
+  });
+}
+
+Result<uint32_t> Node::add_party(VcId vc, const std::string& called, const SapSpec& sap) {
+  return on_control([&] {
+    cm::CmOutput out;
+    auto r = cm_->add_party(vc, called, sap, steady_now(), out);
+    emit(out);
+    arm_timer();
+    return r;
+  });
+}
+
+Status Node::drop_party(uint32_t party) {
+  return on_control([&] {
+    cm::CmOutput out;
+    const Status s = cm_->drop_party(party, steady_now(), out);
+    emit(out);
+    arm_timer();
+    return s;
+  });
+}
+
 Status Node::incoming_call_complete(VcId vc, Status answer) {
   return on_control([&] {
     cm::CmOutput out;

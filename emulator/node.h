@@ -108,6 +108,11 @@ class Node final : private DataPathHandler {
   [[nodiscard]] Result<VcId> create_vc(AfOpenId af);
   [[nodiscard]] Status delete_vc(VcId vc);
   [[nodiscard]] Status make_call(VcId vc, const std::string& called, const SapSpec& sap);
+  // R38, R56-R59: point-to-multipoint calls (see cm::CallManager): the
+  // first party, more parties, dropping one; handles are party numbers.
+  [[nodiscard]] Result<uint32_t> make_multipoint_call(VcId vc, const std::string& called, const SapSpec& sap);
+  [[nodiscard]] Result<uint32_t> add_party(VcId vc, const std::string& called, const SapSpec& sap);
+  [[nodiscard]] Status drop_party(uint32_t party);
   [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer);
   [[nodiscard]] Status close_call(VcId vc);
   // R76 with no AF handle: a query straight to the miniport, adapter-wide or

@@ -83,8 +83,21 @@ void Miniport::rx_drop_after_lookup(const RxVerdict& v, bool pool_empty) noexcep
   vcs_.rx_dropped(v.hit.id);
 }
 
-Result<size_t> Miniport::frame_tx(VcId vc, std::span<uint8_t> buf, size_t payload_len) noexcept {
-  const VcTable::TxGrant g = vcs_.begin_tx(vc);
+Result<size_t> Miniport::frame_tx(VcId vc, std::span<uint8_t> buf, size_t payload_len,
+                                  std::span<LeafTarget> leaves, size_t* nleaves) noexcept {
+  VcTable::TxGrant g = vcs_.begin_tx(vc);
+  if (nleaves) *nleaves = 0;
+  if (g.status == Status::kSuccess && g.multipoint) {
+    const size_t n = vcs_.leaves(vc, leaves);
+    if (n == 0) {  // the last leaf has gone: the call is going
+      vcs_.end_tx(vc, 0, false);
+      bump(c_.tx_not_activated);
+      return fail(Status::kVcNotActivated);
+    }
+    g.peer = leaves[0].peer;
+    g.tx_vci = leaves[0].tx_vci;
+    if (nleaves) *nleaves = n;
+  }
   if (g.status != Status::kSuccess) {
     if (g.status == Status::kVcNotActivated) bump(c_.tx_not_activated);
     return fail(g.status);

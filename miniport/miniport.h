@@ -128,7 +128,11 @@ class Miniport {
   // nothing reaches the wire), kFailure for a stale VC handle, kNotSupported
   // for a receive-only VC, kInvalidLength for a payload over the VC's max SDU
   // or the link MTU, kBufferTooShort when buf cannot hold the padded frame.
-  [[nodiscard]] Result<size_t> frame_tx(VcId vc, std::span<uint8_t> buf, size_t payload_len) noexcept;
+  // A point-to-multipoint root's frame is written for its first leaf, and
+  // all its leaves are copied into `leaves` (*nleaves of them; the caller
+  // sends one copy to each); a root without leaves is kVcNotActivated.
+  [[nodiscard]] Result<size_t> frame_tx(VcId vc, std::span<uint8_t> buf, size_t payload_len,
+                                        std::span<LeafTarget> leaves = {}, size_t* nleaves = nullptr) noexcept;
   // After the frame left (sent) or could not be written (!sent, tx_errors).
   void complete_tx(VcId vc, size_t frame_len, bool sent) noexcept;
   // Undoes frame_tx() for a frame that was never queued (the send ring was

@@ -185,6 +185,32 @@ class MpscRing {
     return n;
   }
 
+  // Any producer: takes all of items or none of them (a group that must not
+  // be split, like the copies of one multipoint send). Returns how many.
+  size_t push_all(std::span<T> items) noexcept {
+    if (items.empty() || items.size() > mask_ + 1) return 0;
+    size_t pos = enqueue_.load(std::memory_order_relaxed);
+    for (;;) {
+      size_t n = 0;
+      while (n < items.size() &&
+             cells_[(pos + n) & mask_].seq.load(std::memory_order_acquire) == pos + n)  // A0
+        ++n;
+      if (n < items.size()) {
+        const size_t seq = cells_[(pos + n) & mask_].seq.load(std::memory_order_acquire);
+        if (static_cast<std::ptrdiff_t>(seq - (pos + n)) < 0) return 0;  // not room for all
+        pos = enqueue_.load(std::memory_order_relaxed);                   // another producer moved on
+        continue;
+      }
+      if (enqueue_.compare_exchange_weak(pos, pos + n, std::memory_order_relaxed)) break;
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      Cell& c = cells_[(pos + i) & mask_];
+      c.value = std::move(items[i]);
+      c.seq.store(pos + i + 1, std::memory_order_release);  // R0
+    }
+    return items.size();
+  }
+
   // Consumer only. False when empty (or when the next producer has claimed its
   // slot but not yet published it).
   [[nodiscard]] bool try_pop(T& out) noexcept {

@@ -25,7 +25,7 @@ struct alignas(kCacheLine) VcTable::Slot {
   std::atomic<uint64_t> owner{0};
   // Parameters under a sequence lock: two words, no pointer to reclaim.
   std::atomic<uint32_t> pseq{0};
-  std::atomic<uint64_t> pword0{0};  // peer MAC (48 bits) | transmit << 48 | receive << 49
+  std::atomic<uint64_t> pword0{0};  // peer MAC (48 bits) | transmit << 48 | receive << 49 | multipoint << 50
   std::atomic<uint64_t> pword1{0};  // tx_vci << 32 | max_sdu
   // In-flight work that a deactivation waits for.
   std::atomic<int64_t> tx_inflight{0};
@@ -44,7 +44,7 @@ namespace {
 
 struct Params {
   MacAddress peer;
-  bool transmit = false, receive = false;
+  bool transmit = false, receive = false, multipoint = false;
   uint32_t tx_vci = 0;
   uint16_t max_sdu = 0;
 };
@@ -52,7 +52,7 @@ struct Params {
 uint64_t pack0(const VcParams& p) {
   uint64_t w = 0;
   for (int i = 0; i < 6; ++i) w = (w << 8) | p.peer.bytes[i];
-  return w | (uint64_t{p.transmit} << 48) | (uint64_t{p.receive} << 49);
+  return w | (uint64_t{p.transmit} << 48) | (uint64_t{p.receive} << 49) | (uint64_t{p.multipoint} << 50);
 }
 
 template <class S>
@@ -69,6 +69,7 @@ Params read_params(const S& s) noexcept {
       for (int i = 5, k = 0; i >= 0; --i, ++k) p.peer.bytes[i] = static_cast<uint8_t>(w0 >> (8 * k));
       p.transmit = (w0 >> 48) & 1;
       p.receive = (w0 >> 49) & 1;
+      p.multipoint = (w0 >> 50) & 1;
       p.tx_vci = static_cast<uint32_t>(w1 >> 32);
       p.max_sdu = static_cast<uint16_t>(w1);
       return p;
@@ -442,6 +443,7 @@ VcTable::TxGrant VcTable::begin_tx(VcId id) noexcept {
   g.peer = p.peer;
   g.tx_vci = p.tx_vci;
   g.max_sdu = p.max_sdu;
+  g.multipoint = p.multipoint;
   return g;
 }
 

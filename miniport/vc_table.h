@@ -62,6 +62,7 @@ struct VcParams {
   uint16_t max_sdu = 0;     // largest payload this VC sends (0 = the link's limit)
   bool transmit = true;     // CO_MEDIA_PARAMETERS TRANSMIT_VC
   bool receive = true;      // CO_MEDIA_PARAMETERS RECEIVE_VC
+  bool multipoint = false;  // a point-to-multipoint root: sends go to its leaves (set_leaf), not to `peer`
 };
 
 // One leaf of a point-to-multipoint root VC: where a copy of each packet goes.
@@ -156,6 +157,7 @@ class VcTable {
     MacAddress peer;
     uint32_t tx_vci = 0;
     uint16_t max_sdu = 0;
+    bool multipoint = false;  // send one copy to each of leaves()
   };
   // Begins one send: on kSuccess the VC cannot finish deactivating until
   // end_tx() is called for it. R72: an inactive VC yields kVcNotActivated.

@@ -67,6 +67,26 @@ TEST(MpscRing, FillsToCapacityThenRefuses) {
   EXPECT_EQ(out[3], 7);
 }
 
+// push_all takes a group whole or not at all (a multipoint send and its
+// copies are never split).
+TEST(MpscRing, PushAllTakesTheWholeGroupOrNothing) {
+  MpscRing<int> r(8);
+  int a[5] = {1, 2, 3, 4, 5};
+  ASSERT_EQ(r.push_all(a), 5u);
+  int b[4] = {6, 7, 8, 9};
+  EXPECT_EQ(r.push_all(b), 0u) << "3 free slots: not room for 4";
+  int c[3] = {6, 7, 8};
+  ASSERT_EQ(r.push_all(c), 3u);
+  int out = 0;
+  for (int want = 1; want <= 8; ++want) {
+    ASSERT_TRUE(r.try_pop(out));
+    EXPECT_EQ(out, want);
+  }
+  EXPECT_FALSE(r.try_pop(out)) << "nothing of the refused group went in";
+  int big[9] = {};
+  EXPECT_EQ(r.push_all(big), 0u) << "larger than the ring";
+}
+
 TEST(MpscRing, ManyProducersEachKeepTheirOrder) {
   MpscRing<uint64_t> r(1024);
   constexpr uint64_t kPerProducer = 200'000;
