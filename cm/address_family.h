@@ -97,6 +97,13 @@ class AddressFamilies {
   [[nodiscard]] bool cm_closing() const noexcept { return cm_closing_; }
 
   [[nodiscard]] bool usable(AfOpenId id) const;  // open and not closing
+  // f(id, client) for every open that is usable.
+  template <class F>
+  void for_each_usable(F&& f) const {
+    opens_.for_each([&](AfOpenId id, const Entry& e) {
+      if (e.state == AfOpenState::kOpen) f(id, e.client);
+    });
+  }
   [[nodiscard]] uint64_t client(AfOpenId id) const;
   [[nodiscard]] size_t opens() const noexcept { return opens_.size(); }
 

@@ -46,17 +46,45 @@ CallManager::CallManager(const CmConfig& cfg, miniport::VcTable& vcs)
 Result<Issued<AfOpenId>> CallManager::open_af(ClientId c, uint32_t af, Time now) {
   auto r = COEMU_TRY(afs_.open(c, af));
   if (r.pending) completions_.push_back(Completion{now + *cfg_.open_af_pends, r.id, std::nullopt});
+  else deferred_.push_back(oid_request(r.id, co_oid::kAddressChange));  // R13
   return Issued<AfOpenId>{r.id, r.pending};
+}
+
+ClientEvent CallManager::oid_request(AfOpenId af, uint32_t oid) {
+  ClientEvent e{ClientEvent::Kind::kOidRequest};
+  e.client = afs_.client(af);
+  e.af = af;
+  e.address_family = kCoemuAf;
+  e.oid = oid;
+  e.request = next_request_++;
+  client_oids_[e.request] = ClientOid{e.client, af, oid};
+  ++c_.client_oids_sent;
+  return e;
+}
+
+Status CallManager::oid_request_complete(uint64_t request, Status status) {
+  (void)status;  // none of the CM's sets needs the client's answer beyond its arrival
+  auto it = client_oids_.find(request);
+  if (it == client_oids_.end()) return Status::kFailure;
+  client_oids_.erase(it);
+  ++c_.client_oids_completed;
+  return Status::kSuccess;
 }
 
 Status CallManager::close_af(AfOpenId af) {
   auto r = afs_.close(af);
   if (!r) return r.error();
-  return r->pending ? Status::kPending : Status::kSuccess;
+  if (r->pending) return Status::kPending;
+  std::erase_if(client_oids_, [&](const auto& kv) { return kv.second.af == af; });  // answers now go nowhere
+  return Status::kSuccess;
 }
 
 void CallManager::notify_close_afs(CmOutput& out) {
   for (AfOpenId id : afs_.begin_cm_close()) {
+    if (cfg_.legacy_af_close) {  // R18: the same request, as an OID set
+      out.events.push_back(oid_request(id, co_oid::kAfClose));
+      continue;
+    }
     ClientEvent e{ClientEvent::Kind::kNotifyCloseAf};
     e.client = afs_.client(id);
     e.af = id;
@@ -67,6 +95,7 @@ void CallManager::notify_close_afs(CmOutput& out) {
 
 void CallManager::settle_closes(CmOutput& out) {
   afs_.poll_closes([&](AfOpenId id, uint64_t client) {
+    std::erase_if(client_oids_, [&](const auto& kv) { return kv.second.af == id; });  // answers now go nowhere
     ClientEvent e{ClientEvent::Kind::kCloseAfComplete};
     e.client = client;
     e.af = id;
@@ -88,6 +117,7 @@ void CallManager::run_completions(Time now, CmOutput& out) {
       e.client = afs_.client(*c.af);
       e.af = *c.af;
       out.events.push_back(e);
+      out.events.push_back(oid_request(*c.af, co_oid::kAddressChange));  // R13
     } else if (c.sap) {
       if (!saps_.complete(*c.sap)) continue;  // deregistered meanwhile
       ClientEvent e{ClientEvent::Kind::kRegisterSapComplete};
@@ -882,6 +912,10 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
 void CallManager::on_link(bool up, Time now, CmOutput& out) {
   if (up == link_up_) return;
   link_up_ = up;
+  // R83: whether calls can be made and dispatched, to every open AF.
+  afs_.for_each_usable([&](AfOpenId id, uint64_t) {
+    out.events.push_back(oid_request(id, up ? co_oid::kSignalingEnabled : co_oid::kSignalingDisabled));
+  });
   if (!up) {
     std::vector<Key> keys;
     for (const auto& [k, c] : calls_) keys.push_back(k);
@@ -915,6 +949,8 @@ void CallManager::peer_gone(const MacAddress& peer, Time now, CmOutput& out) {
 }
 
 void CallManager::on_timer(Time now, CmOutput& out) {
+  for (ClientEvent& e : std::exchange(deferred_, {}))
+    if (client_oids_.contains(e.request)) out.events.push_back(std::move(e));
   run_completions(now, out);
   if (neighbors_.hello_due(now)) start(now, out);
   std::vector<NeighborEvent> nev;

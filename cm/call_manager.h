@@ -47,6 +47,11 @@ namespace co_oid {
 inline constexpr uint32_t kAddPvc = 0xFE000001;
 inline constexpr uint32_t kDeletePvc = 0xFE000002;
 inline constexpr uint32_t kGetAddresses = 0xFE000006;
+// Sets the CM sends its clients (R13, R18, R83); each has no buffer.
+inline constexpr uint32_t kAddressChange = 0xFE000007;     // then query GET_ADDRESSES
+inline constexpr uint32_t kSignalingEnabled = 0xFE000008;  // calls can be made and dispatched again
+inline constexpr uint32_t kSignalingDisabled = 0xFE000009; // they cannot (the link is down)
+inline constexpr uint32_t kAfClose = 0xFE00000A;           // legacy: close your AF (the R14 sequence)
 }  // namespace co_oid
 
 // A permanent VC as an operator configures it on one node: the label we
@@ -82,6 +87,9 @@ struct CmConfig {
   // A pended SAP takes calls before its completion (R23).
   std::optional<Duration> open_af_pends = std::nullopt;
   std::optional<Duration> register_sap_pends = std::nullopt;
+  // EMU (R16 vs R18): the CM asks clients to close with NotifyCloseAf
+  // (default) or with the legacy OID_CO_AF_CLOSE set.
+  bool legacy_af_close = false;
 };
 
 // What a request that may pend returns (R1): the new handle, and whether a
@@ -121,6 +129,7 @@ struct ClientEvent {
     kAddPartyComplete,   // R56: `party` joined the root's call on `vc`, or not (`status`, `cause`)
     kDropPartyComplete,  // R58: the client's drop of `party` finished
     kIncomingDropParty,  // R60: the leaf of `party` left; the client answers with drop_party
+    kOidRequest,         // R76/R83: the CM sets `oid` on the client's `af`; answer with oid_request_complete(`request`)
   };
   Kind kind = Kind::kNeighborEvent;
   ClientId client = 0;
@@ -136,6 +145,8 @@ struct ClientEvent {
   uint64_t speed_bps = 0;
   uint32_t party = 0;      // point-to-multipoint root: the party handle (0: none)
   bool multipoint = false;  // kIncomingCall: a party of a point-to-multipoint call (we are a leaf)
+  uint32_t oid = 0;         // kOidRequest
+  uint64_t request = 0;     // kOidRequest: the id its completion names
 };
 
 struct CmOutput {
@@ -148,6 +159,8 @@ struct CmCounters {
   uint64_t hellos_dropped = 0;
   uint64_t calls_refused = 0;     // SETUPs answered with RELEASE_COMPLETE
   uint64_t status_sent = 0;
+  uint64_t client_oids_sent = 0;       // OID requests the CM made of its clients
+  uint64_t client_oids_completed = 0;  // ... and their completions (R77)
 };
 
 class CallManager {
@@ -234,6 +247,11 @@ class CallManager {
   // table's error while the label drains from an earlier use (kInvalidData).
   [[nodiscard]] Status make_pvc_call(VcId vc, uint32_t pvc_rx_vci, CmOutput& out);
   [[nodiscard]] size_t pvcs() const noexcept { return pvcs_.size(); }
+  // R77/R78: a client completes an OID request the CM made of it (now or
+  // later, in any order; several may be outstanding). kFailure for a
+  // request that is unknown, answered already, or whose AF has closed.
+  [[nodiscard]] Status oid_request_complete(uint64_t request, Status status);
+  [[nodiscard]] size_t oids_outstanding() const noexcept { return client_oids_.size(); }
 
   // R36 (NdisCoAssignInstanceName): names a VC BASE-N with a number unique
   // on this node; a second call returns the first name; the name lives until
@@ -361,6 +379,16 @@ class CallManager {
   std::map<uint32_t, AfOpenId> sap_af_;  // by SAP slot
   std::map<uint32_t, Pvc> pvcs_;         // configured PVCs by rx label (R68)
   std::map<uint32_t, Key> parties_;      // root parties by handle
+  struct ClientOid {
+    ClientId client = 0;
+    AfOpenId af;
+    uint32_t oid = 0;
+  };
+  std::map<uint64_t, ClientOid> client_oids_;  // outstanding CM -> client requests
+  uint64_t next_request_ = 1;
+  std::vector<ClientEvent> deferred_;          // events of requests without an output (open_af), sent at on_timer
+  // An OID set to the client of `af` (R76: AF set from the CM).
+  ClientEvent oid_request(AfOpenId af, uint32_t oid);
   uint32_t next_party_ = 1;
   std::vector<VcId> retire_;             // CM-created VCs waiting for their deactivation
   struct Completion {                    // a pended open or registration, due at `at`

@@ -467,6 +467,10 @@ Status Node::make_pvc_call(VcId vc, uint32_t pvc_rx_vci) {
   });
 }
 
+Status Node::oid_request_complete(uint64_t request, Status status) {
+  return on_control([&] { return cm_->oid_request_complete(request, status); });
+}
+
 Result<std::string> Node::assign_instance_name(VcId vc, const std::string& base) {
   return on_control([&] { return cm_->assign_instance_name(vc, base); });
 }

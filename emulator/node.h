@@ -128,6 +128,9 @@ class Node final : private DataPathHandler {
   // R44 PERMANENT_VC: a call on the configured PVC that receives on
   // `pvc_rx_vci` (see cm::CallManager::make_pvc_call).
   [[nodiscard]] Status make_pvc_call(VcId vc, uint32_t pvc_rx_vci);
+  // R77: completes an OID request the call manager made of this client
+  // (a kOidRequest event), from on_event or later, in any order.
+  [[nodiscard]] Status oid_request_complete(uint64_t request, Status status);
   // R36: names the VC (see cm::CallManager::assign_instance_name).
   [[nodiscard]] Result<std::string> assign_instance_name(VcId vc, const std::string& base);
 

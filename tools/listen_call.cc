@@ -88,6 +88,9 @@ class Listener : public emulator::NodeClient, public Waiter {
       case Ev::kIncomingClose:
         (void)node_.close_call(e.vc);  // R67: the close is acknowledged with our own
         break;
+      case Ev::kOidRequest:
+        (void)node_.oid_request_complete(e.request, Status::kSuccess);  // R77: taken note of
+        break;
       case Ev::kCloseCallComplete:
       case Ev::kMakeCallComplete:  // not ours: listen places no calls
         if (e.kind == Ev::kCloseCallComplete) ended(e.vc);
@@ -183,6 +186,7 @@ class Caller : public emulator::NodeClient, public Waiter {
       seen_.push_back(e);
     }
     if (e.kind == Ev::kIncomingClose) (void)node_.close_call(e.vc);  // R67
+    if (e.kind == Ev::kOidRequest) (void)node_.oid_request_complete(e.request, Status::kSuccess);  // R77
     cv_.notify_all();
   }
   void on_receive(std::span<emulator::RxPacket> pkts) override {

@@ -169,6 +169,7 @@ const char* kind_name(cm::ClientEvent::Kind k) {
     case K::kAddPartyComplete: return "add_party_complete";
     case K::kDropPartyComplete: return "drop_party_complete";
     case K::kIncomingDropParty: return "incoming_drop_party";
+    case K::kOidRequest: return "oid_request";
   }
   return "unknown";
 }
@@ -190,6 +191,7 @@ std::string describe(const cm::ClientEvent& e, bool json) {
     if (e.kind == cm::ClientEvent::Kind::kLinkStatus) j["link_up"] = e.link_up;
     if (e.party) j["party"] = e.party;
     if (e.multipoint) j["multipoint"] = true;
+    if (e.oid) j["oid"] = fmt::format("0x{:08X}", e.oid);
     return j.dump();
   }
   switch (e.kind) {
@@ -217,6 +219,7 @@ std::string describe(const cm::ClientEvent& e, bool json) {
                  : fmt::format("party {} at {} refused: {}", e.party, e.peer_address,
                                status_with_cause(e.status, e.cause));
     case K::kDropPartyComplete: return fmt::format("party {} dropped", e.party);
+    case K::kOidRequest: return fmt::format("the call manager sets OID 0x{:08X}", e.oid);
     case K::kIncomingDropParty:
       return fmt::format("party {} at {} left: {}", e.party, e.peer_address, status_with_cause(e.status, e.cause));
     default: return fmt::format("{}: {}{}", kind_name(e.kind), miniport::to_string(e.status),

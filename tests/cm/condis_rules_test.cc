@@ -154,6 +154,100 @@ TEST(CondisRules, R76_R79_R83_GetAddressesFromTheCmWithTheAfHandle) {
   EXPECT_EQ(l.a.query_oid(af, co_oid::kGetAddresses, buf).status, Status::kFailure) << "a dead AF handle";
 }
 
+// R13/R83: once an open is done the CM tells the client its addresses
+// changed (OID_CO_ADDRESS_CHANGE, an OID set from the CM with the AF), and
+// the client queries them; R77: the client completes the request later.
+TEST(CondisRules, R13_R77_R83_AfterOpenTheCmSetsAddressChangeAndTheClientCompletesIt) {
+  Lab l;
+  l.keep_oids = true;
+  AfOpenId af = l.a.open_af(1, kCoemuAf)->id;
+  l.pump(l.now + milliseconds(1));
+  const ClientEvent* req = l.last(l.ev_a, Ev::kOidRequest);
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->oid, co_oid::kAddressChange);
+  EXPECT_EQ(req->af, af);
+  EXPECT_EQ(req->client, 1u);
+  EXPECT_EQ(l.a.oids_outstanding(), 1u);
+  std::array<uint8_t, 64> buf{};
+  EXPECT_EQ(l.a.query_oid(af, co_oid::kGetAddresses, buf).status, Status::kSuccess);
+  EXPECT_EQ(l.a.oid_request_complete(req->request, Status::kSuccess), Status::kSuccess);
+  EXPECT_EQ(l.a.oids_outstanding(), 0u);
+  EXPECT_EQ(l.a.counters().client_oids_completed, 1u);
+  EXPECT_EQ(l.a.oid_request_complete(req->request, Status::kSuccess), Status::kFailure) << "answered already";
+  EXPECT_EQ(l.a.oid_request_complete(999, Status::kSuccess), Status::kFailure) << "never asked";
+
+  // A pended open hears it after its completion.
+  CmConfig pend;
+  pend.open_af_pends = milliseconds(5);
+  Lab p(pend);
+  p.keep_oids = true;
+  ASSERT_TRUE(p.a.open_af(1, kCoemuAf)->pending);
+  p.pump(p.now + milliseconds(10));
+  ASSERT_EQ(p.ev_a.size(), 2u);
+  EXPECT_EQ(p.ev_a[0].kind, Ev::kOpenAfComplete);
+  EXPECT_EQ(p.ev_a[1].kind, Ev::kOidRequest);
+}
+
+// R83: the link going down disables signaling at every open AF, coming back
+// enables it (OID_CO_SIGNALING_DISABLED / _ENABLED); R78: requests overlap,
+// and the client may answer them in any order.
+TEST(CondisRules, R78_R83_LinkStateBecomesSignalingDisabledAndEnabledAnsweredInAnyOrder) {
+  Lab l;
+  l.keep_oids = true;
+  AfOpenId af1 = l.a.open_af(1, kCoemuAf)->id;
+  AfOpenId af2 = l.a.open_af(2, kCoemuAf)->id;
+  l.pump(l.now + milliseconds(1));
+  CmOutput out;
+  l.a.on_link(false, l.now, out);
+  l.take(kMacA, out);
+  l.a.on_link(true, l.now, out);
+  l.take(kMacA, out);
+  std::vector<const ClientEvent*> reqs;
+  for (const auto& e : l.ev_a)
+    if (e.kind == Ev::kOidRequest) reqs.push_back(&e);
+  ASSERT_EQ(reqs.size(), 6u) << "address change, disabled and enabled, for each of two opens";
+  EXPECT_EQ(reqs[2]->oid, co_oid::kSignalingDisabled);
+  EXPECT_EQ(reqs[3]->oid, co_oid::kSignalingDisabled);
+  EXPECT_EQ(reqs[4]->oid, co_oid::kSignalingEnabled);
+  EXPECT_EQ(reqs[5]->oid, co_oid::kSignalingEnabled);
+  EXPECT_NE(reqs[2]->af, reqs[3]->af);
+  EXPECT_TRUE((reqs[2]->af == af1 && reqs[3]->af == af2) || (reqs[2]->af == af2 && reqs[3]->af == af1));
+  EXPECT_EQ(l.a.oids_outstanding(), 6u);
+  for (auto it = reqs.rbegin(); it != reqs.rend(); ++it)
+    EXPECT_EQ(l.a.oid_request_complete((*it)->request, Status::kSuccess), Status::kSuccess);
+  EXPECT_EQ(l.a.oids_outstanding(), 0u);
+  // A closed AF's requests go with it.
+  l.a.on_link(false, l.now, out);
+  l.take(kMacA, out);
+  const uint64_t pending = l.last(l.ev_a, Ev::kOidRequest)->request;
+  ASSERT_EQ(l.a.close_af(af1), Status::kSuccess);
+  ASSERT_EQ(l.a.close_af(af2), Status::kSuccess);
+  EXPECT_EQ(l.a.oids_outstanding(), 0u);
+  EXPECT_EQ(l.a.oid_request_complete(pending, Status::kSuccess), Status::kFailure);
+}
+
+// R18: with the legacy option the CM asks its clients to close with
+// OID_CO_AF_CLOSE instead of NotifyCloseAf; the R14 sequence follows.
+TEST(CondisRules, R18_LegacyAfCloseOidAsksTheClientToClose) {
+  CmConfig cfg;
+  cfg.legacy_af_close = true;
+  Lab l(cfg);
+  l.keep_oids = true;
+  AfOpenId af = l.a.open_af(1, kCoemuAf)->id;
+  l.pump(l.now + milliseconds(1));
+  CmOutput out;
+  l.a.notify_close_afs(out);
+  l.take(kMacA, out);
+  EXPECT_FALSE(l.last(l.ev_a, Ev::kNotifyCloseAf));
+  const ClientEvent* req = l.last(l.ev_a, Ev::kOidRequest);
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->oid, co_oid::kAfClose);
+  EXPECT_EQ(req->af, af);
+  EXPECT_EQ(l.a.oid_request_complete(req->request, Status::kSuccess), Status::kSuccess);
+  ASSERT_EQ(l.a.close_af(af), Status::kSuccess);
+  EXPECT_TRUE(l.a.all_afs_closed());
+}
+
 // R68: a client configures a PVC on the CM's list with its AF handle; R44
 // PERMANENT_VC: a client's make-call on it activates the VC with the PVC's
 // labels without a signaling frame, and close_call deactivates it.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <thread>
 
 #include "emulator/mem_link.h"
 #include "node_pair.h"
@@ -374,6 +375,33 @@ TEST(Node, R68_PvcConfiguredByEachNodesClientCarriesDataAndDeletingItClosesTheCa
   EXPECT_TRUE(wait_for([&] { return p.beta->delete_vc(vb) == Status::kSuccess; }, std::chrono::seconds(10)));
   ASSERT_EQ(p.alpha->close_call(va), Status::kPending);
   EXPECT_TRUE(wait_for([&] { return p.alpha->delete_vc(va) == Status::kSuccess; }, std::chrono::seconds(10)));
+}
+
+// R78: OID requests are not serialized for the caller: many threads query
+// the CM and the miniport at once, and each gets its own complete answer.
+TEST(Node, R78_OverlappingOidRequestsFromManyThreadsEachCompleteWhole) {
+  Pair p;
+  AfOpenId af = *p.alpha->open_af(p.ca);
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 300; ++i) {
+        std::array<uint8_t, 64> buf{};
+        auto r = p.alpha->query_cm(af, cm::co_oid::kGetAddresses, buf);
+        if (r.status != Status::kSuccess || r.bytes_written != 17 ||
+            std::string(buf.begin() + 12, buf.begin() + 17) != "alpha")
+          bad.fetch_add(1);
+        std::array<uint8_t, 8> c{};
+        if (p.alpha->query_miniport(miniport::oid::kXmitPdusOk, std::nullopt, c).status != Status::kSuccess)
+          bad.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  // The CM's own request of this client (R13) was answered by it (R77).
+  EXPECT_TRUE(wait_for([&] { return p.alpha->sig_counters().cm.client_oids_completed >= 1; }, std::chrono::seconds(10)));
 }
 
 TEST(Node, CloseAddressFamiliesReportsAClientThatNeverCloses) {

@@ -24,6 +24,7 @@ class RecordingClient : public emulator::NodeClient {
 
   emulator::Node* node = nullptr;
   bool accept = false;
+  bool answer_oids = true;  // complete the CM's OID requests at once
   std::mutex mu;  // guards events
   std::vector<emulator::ClientEvent> events;
   std::vector<std::thread::id> event_threads;  // the thread each event came on
@@ -37,6 +38,9 @@ class RecordingClient : public emulator::NodeClient {
     }
     if (e.kind == Ev::kIncomingClose) {
       EXPECT_EQ(node->close_call(e.vc), Status::kPending);
+    }
+    if (e.kind == Ev::kOidRequest && answer_oids) {
+      EXPECT_EQ(node->oid_request_complete(e.request, Status::kSuccess), Status::kSuccess);
     }
     std::lock_guard lock(mu);
     events.push_back(e);
