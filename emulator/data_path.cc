@@ -143,6 +143,13 @@ void DataPath::Worker::drain_on_stop() noexcept {
   // Whatever is still queued never reaches the wire.
   complete(std::span(tx_items_).first(tx_pending_), /*abort=*/true);
   tx_pending_ = 0;
+  for (auto& [slot, s] : shapers_) {
+    while (!s.queue.empty()) {
+      complete(std::span(&s.queue.front(), 1), /*abort=*/true);
+      s.queue.pop_front();
+    }
+  }
+  shapers_.clear();
   for (;;) {
     const size_t n = tx_ring_->pop_burst(std::span(tx_items_));
     if (n == 0) break;
@@ -185,8 +192,11 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
       it.vc = vc;
       it.cookie = p.cookie;
       std::array<miniport::LeafTarget, miniport::kMaxLeaves> leaves;
-      size_t nleaves = 0;
-      auto n = mp_.frame_tx(vc, std::span(p.buf.data(), p.buf.capacity()), p.buf.size(), leaves, &nleaves);
+      miniport::Miniport::TxInfo info{.leaves = leaves};
+      auto n = mp_.frame_tx(vc, std::span(p.buf.data(), p.buf.capacity()), p.buf.size(), &info);
+      it.shape_rate = info.shape_rate;
+      it.shape_bucket = info.shape_bucket;
+      const size_t nleaves = info.nleaves;
       if (n && nleaves > 0) {
         // A multipoint root: what is batched so far goes first, then this
         // packet with its copies as one group (their order kept).
@@ -414,14 +424,79 @@ void DataPath::Worker::complete(std::span<TxItem> items, bool abort) noexcept {
   if (n) h_.on_send_complete(std::span(completions_).first(n));
 }
 
+void DataPath::Worker::shape_new(uint32_t from) noexcept {
+  const miniport::Time now = steady_now();
+  uint32_t kept = from;
+  for (uint32_t i = from; i < tx_pending_; ++i) {
+    TxItem& it = tx_items_[i];
+    if (it.raw || it.shape_rate == 0 || it.status != Status::kSuccess) {
+      tx_items_[kept++] = it;
+      continue;
+    }
+    Shaper& s = shapers_[it.vc.slot];
+    if (!(s.vc == it.vc) || s.rate != it.shape_rate || s.bucket != it.shape_bucket) {
+      if (!(s.vc == it.vc)) s = Shaper{};  // a new VC in this slot
+      s.vc = it.vc;
+      s.rate = it.shape_rate;
+      s.bucket = it.shape_bucket;
+      s.tb.reset(s.rate, s.bucket, now);
+    }
+    if (s.queue.empty() && s.tb.take(it.len, now)) {
+      tx_items_[kept++] = it;
+    } else if (s.queue.size() < kShapeQueue) {
+      s.queue.push_back(it);
+    } else {
+      // More than the shaper holds: refused, and said so in the completion.
+      mp_.cancel_tx(it.vc, it.len);
+      it.status = Status::kResources;
+      tx_items_[kept++] = it;
+    }
+  }
+  tx_pending_ = kept;
+}
+
+std::optional<miniport::Time> DataPath::Worker::release_shaped() noexcept {
+  if (shapers_.empty()) return std::nullopt;
+  const miniport::Time now = steady_now();
+  std::optional<miniport::Time> due;
+  for (auto it = shapers_.begin(); it != shapers_.end();) {
+    Shaper& s = it->second;
+    while (!s.queue.empty() && tx_pending_ < opts_.batch) {
+      TxItem& front = s.queue.front();
+      if (!mp_.vcs().tx_active(s.vc)) {
+        // Deactivated meanwhile: what waits never reaches the wire (R71).
+        mp_.cancel_tx(front.vc, front.len);
+        front.status = Status::kRequestAborted;
+      } else if (!s.tb.take(front.len, now)) {
+        break;
+      }
+      tx_items_[tx_pending_++] = front;
+      s.queue.pop_front();
+    }
+    if (!s.queue.empty()) {
+      const miniport::Time t = s.tb.ready_at(s.queue.front().len, now);
+      if (!due || t < *due) due = t;
+    } else if (!mp_.vcs().tx_active(s.vc)) {
+      it = shapers_.erase(it);  // a VC that is gone keeps no shaper
+      continue;
+    }
+    ++it;
+  }
+  return due;
+}
+
 bool DataPath::Worker::do_tx() noexcept {
   // A sender writing inline holds the link: it wakes us when it lets go if
   // work is waiting (release_tx), so there is nothing to spin for.
   if (!try_lock_tx()) return false;
+  shape_due_ = release_shaped();
   if (tx_pending_ < opts_.batch) {
+    const uint32_t before = tx_pending_;
     const size_t n = tx_ring_->pop_burst(std::span(tx_items_).subspan(tx_pending_, opts_.batch - tx_pending_));
     popped_.fetch_add(n, std::memory_order_release);
     tx_pending_ += static_cast<uint32_t>(n);
+    shape_new(before);
+    if (!shapers_.empty() && n) shape_due_ = release_shaped();
   }
   if (tx_pending_ == 0) {
     unlock_tx();
@@ -621,14 +696,19 @@ void DataPath::Worker::run() noexcept {
       sleeping_.store(false, std::memory_order_relaxed);
       continue;
     }
-    int timeout = -1;
-    if (auto d = q_ == 0 ? link_.next_deadline() : std::nullopt) {
-      const auto left = *d - steady_now();
-      timeout = left.count() <= 0 ? 0 : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    // Sleep until the link's next held frame or the next shaped one is due
+    // (nanosecond timeout: a shaper releases frames microseconds apart).
+    std::optional<miniport::Time> due = q_ == 0 ? link_.next_deadline() : std::nullopt;
+    if (shape_due_ && (!due || *shape_due_ < *due)) due = shape_due_;
+    timespec ts{};
+    if (due) {
+      const int64_t left = std::max<int64_t>(0, (*due - steady_now()).count());
+      ts.tv_sec = left / 1'000'000'000;
+      ts.tv_nsec = left % 1'000'000'000;
     }
     qsbr.offline(reader_);
     sleeps_.fetch_add(1, std::memory_order_relaxed);
-    const int n = ::epoll_wait(epoll_.get(), evs, 4, timeout);
+    const int n = ::epoll_pwait2(epoll_.get(), evs, 4, due ? &ts : nullptr, nullptr);
     sleeping_.store(false, std::memory_order_relaxed);
     qsbr.online(reader_);
     for (int i = 0; i < n; ++i) {

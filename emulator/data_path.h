@@ -26,7 +26,9 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <deque>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "emulator/link.h"
@@ -36,6 +38,7 @@
 #include "miniport/miniport.h"
 #include "miniport/packet_pool.h"
 #include "miniport/ring.h"
+#include "miniport/token_bucket.h"
 
 namespace emulator {
 
@@ -184,6 +187,7 @@ class DataPath {
     uint64_t cookie = 0;
     Status status = Status::kSuccess;
     bool raw = false;  // a whole frame from send_frame(): no VC, no completion
+    uint32_t shape_rate = 0, shape_bucket = 0;  // the VC's token bucket at send time (0: not shaped)
   };
   static constexpr uint32_t kMaxBatch = 64;
 
@@ -224,6 +228,21 @@ class DataPath {
     // wait in the ring or (work_left) in its pending batch.
     void release_tx(bool work_left) noexcept;
     void wake() noexcept;
+    // Shaping (guaranteed / controlled-load VCs): new items of a shaped VC
+    // go now if its bucket allows and nothing of it waits, else wait in its
+    // queue; queued items go out as tokens come. Returns the earliest time
+    // a queued item can go (none: nothing waits).
+    void shape_new(uint32_t from) noexcept;
+    std::optional<miniport::Time> release_shaped() noexcept;
+    static constexpr size_t kShapeQueue = 1024;  // frames a shaped VC may hold here; more complete with RESOURCES
+    struct Shaper {
+      VcId vc;
+      uint32_t rate = 0, bucket = 0;
+      miniport::TokenBucket tb;
+      std::deque<TxItem> queue;
+    };
+    std::unordered_map<uint32_t, Shaper> shapers_;  // by VC slot
+    std::optional<miniport::Time> shape_due_;       // when release_shaped() has work next
 
     DataPath& dp_;
     const uint32_t q_;

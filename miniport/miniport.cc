@@ -83,20 +83,23 @@ void Miniport::rx_drop_after_lookup(const RxVerdict& v, bool pool_empty) noexcep
   vcs_.rx_dropped(v.hit.id);
 }
 
-Result<size_t> Miniport::frame_tx(VcId vc, std::span<uint8_t> buf, size_t payload_len,
-                                  std::span<LeafTarget> leaves, size_t* nleaves) noexcept {
+Result<size_t> Miniport::frame_tx(VcId vc, std::span<uint8_t> buf, size_t payload_len, TxInfo* info) noexcept {
   VcTable::TxGrant g = vcs_.begin_tx(vc);
-  if (nleaves) *nleaves = 0;
+  if (info) {
+    info->nleaves = 0;
+    info->shape_rate = g.shape_rate;
+    info->shape_bucket = g.shape_bucket;
+  }
   if (g.status == Status::kSuccess && g.multipoint) {
-    const size_t n = vcs_.leaves(vc, leaves);
+    const size_t n = info ? vcs_.leaves(vc, info->leaves) : 0;
     if (n == 0) {  // the last leaf has gone: the call is going
       vcs_.end_tx(vc, 0, false);
       bump(c_.tx_not_activated);
       return fail(Status::kVcNotActivated);
     }
-    g.peer = leaves[0].peer;
-    g.tx_vci = leaves[0].tx_vci;
-    if (nleaves) *nleaves = n;
+    g.peer = info->leaves[0].peer;
+    g.tx_vci = info->leaves[0].tx_vci;
+    info->nleaves = n;
   }
   if (g.status != Status::kSuccess) {
     if (g.status == Status::kVcNotActivated) bump(c_.tx_not_activated);

@@ -128,11 +128,16 @@ class Miniport {
   // nothing reaches the wire), kFailure for a stale VC handle, kNotSupported
   // for a receive-only VC, kInvalidLength for a payload over the VC's max SDU
   // or the link MTU, kBufferTooShort when buf cannot hold the padded frame.
-  // A point-to-multipoint root's frame is written for its first leaf, and
-  // all its leaves are copied into `leaves` (*nleaves of them; the caller
-  // sends one copy to each); a root without leaves is kVcNotActivated.
+  // What a send needs beyond its frame: a point-to-multipoint root's leaves
+  // (its frame is written for the first; the caller sends one copy to each;
+  // a root without leaves is kVcNotActivated) and the VC's shaping.
+  struct TxInfo {
+    std::span<LeafTarget> leaves = {};  // in: room for them
+    size_t nleaves = 0;                 // out
+    uint32_t shape_rate = 0, shape_bucket = 0;  // out: VcParams'
+  };
   [[nodiscard]] Result<size_t> frame_tx(VcId vc, std::span<uint8_t> buf, size_t payload_len,
-                                        std::span<LeafTarget> leaves = {}, size_t* nleaves = nullptr) noexcept;
+                                        TxInfo* info = nullptr) noexcept;
   // After the frame left (sent) or could not be written (!sent, tx_errors).
   void complete_tx(VcId vc, size_t frame_len, bool sent) noexcept;
   // Undoes frame_tx() for a frame that was never queued (the send ring was

@@ -27,6 +27,7 @@ struct alignas(kCacheLine) VcTable::Slot {
   std::atomic<uint32_t> pseq{0};
   std::atomic<uint64_t> pword0{0};  // peer MAC (48 bits) | transmit << 48 | receive << 49 | multipoint << 50
   std::atomic<uint64_t> pword1{0};  // tx_vci << 32 | max_sdu
+  std::atomic<uint64_t> pword2{0};  // shape_rate << 32 | shape_bucket
   // In-flight work that a deactivation waits for.
   std::atomic<int64_t> tx_inflight{0};
   std::atomic<int64_t> rx_outstanding{0};
@@ -47,6 +48,7 @@ struct Params {
   bool transmit = false, receive = false, multipoint = false;
   uint32_t tx_vci = 0;
   uint16_t max_sdu = 0;
+  uint32_t shape_rate = 0, shape_bucket = 0;
 };
 
 uint64_t pack0(const VcParams& p) {
@@ -65,6 +67,7 @@ Params read_params(const S& s) noexcept {
     const uint32_t a = s.pseq.load(std::memory_order_acquire);
     const uint64_t w0 = s.pword0.load(std::memory_order_acquire);
     const uint64_t w1 = s.pword1.load(std::memory_order_acquire);
+    const uint64_t w2 = s.pword2.load(std::memory_order_acquire);
     if ((a & 1) == 0 && s.pseq.load(std::memory_order_relaxed) == a) {
       for (int i = 5, k = 0; i >= 0; --i, ++k) p.peer.bytes[i] = static_cast<uint8_t>(w0 >> (8 * k));
       p.transmit = (w0 >> 48) & 1;
@@ -72,6 +75,8 @@ Params read_params(const S& s) noexcept {
       p.multipoint = (w0 >> 50) & 1;
       p.tx_vci = static_cast<uint32_t>(w1 >> 32);
       p.max_sdu = static_cast<uint16_t>(w1);
+      p.shape_rate = static_cast<uint32_t>(w2 >> 32);
+      p.shape_bucket = static_cast<uint32_t>(w2);
       return p;
     }
   }
@@ -174,6 +179,7 @@ void VcTable::write_params(Slot& s, const VcParams& p) noexcept {
   // its second sequence read then tells it to retry.
   s.pword0.store(pack0(p), std::memory_order_release);
   s.pword1.store((uint64_t{p.tx_vci} << 32) | p.max_sdu, std::memory_order_release);
+  s.pword2.store((uint64_t{p.shape_rate} << 32) | p.shape_bucket, std::memory_order_release);
   s.pseq.store(q + 2, std::memory_order_release);
 }
 
@@ -331,6 +337,12 @@ VcState VcTable::state(VcId id) const noexcept {
   return s ? static_cast<VcState>(s->state.load(std::memory_order_relaxed)) : VcState::kInactive;
 }
 
+bool VcTable::tx_active(VcId id) const noexcept {
+  const Slot* s = slot_ptr(id.slot);
+  return s && s->gen.load(std::memory_order_acquire) == id.gen &&
+         s->state.load(std::memory_order_acquire) == static_cast<uint8_t>(VcState::kActive);
+}
+
 uint64_t VcTable::owner(VcId id) const noexcept {
   // Any thread (the node routes send completions by owner on I/O threads):
   // only atomics here, not the control-only `live` flag. A removed slot's
@@ -444,6 +456,8 @@ VcTable::TxGrant VcTable::begin_tx(VcId id) noexcept {
   g.tx_vci = p.tx_vci;
   g.max_sdu = p.max_sdu;
   g.multipoint = p.multipoint;
+  g.shape_rate = p.shape_rate;
+  g.shape_bucket = p.shape_bucket;
   return g;
 }
 

@@ -63,6 +63,10 @@ struct VcParams {
   bool transmit = true;     // CO_MEDIA_PARAMETERS TRANSMIT_VC
   bool receive = true;      // CO_MEDIA_PARAMETERS RECEIVE_VC
   bool multipoint = false;  // a point-to-multipoint root: sends go to its leaves (set_leaf), not to `peer`
+  // Guaranteed and controlled-load VCs are shaped to their FLOWSPEC's token
+  // bucket: bytes/s and bytes (frames on the wire). 0 = not shaped.
+  uint32_t shape_rate = 0;
+  uint32_t shape_bucket = 0;
 };
 
 // One leaf of a point-to-multipoint root VC: where a copy of each packet goes.
@@ -128,6 +132,8 @@ class VcTable {
   [[nodiscard]] VcState state(VcId id) const noexcept;
   // Any thread; 0 for a dead handle.
   [[nodiscard]] uint64_t owner(VcId id) const noexcept;
+  // Any thread: whether the handle is live and its VC active (atomics only).
+  [[nodiscard]] bool tx_active(VcId id) const noexcept;
   [[nodiscard]] VcCounters counters(VcId id) const noexcept;
   [[nodiscard]] uint32_t in_use() const noexcept { return in_use_; }
   [[nodiscard]] uint32_t max_vcs() const noexcept { return max_; }
@@ -158,6 +164,8 @@ class VcTable {
     uint32_t tx_vci = 0;
     uint16_t max_sdu = 0;
     bool multipoint = false;  // send one copy to each of leaves()
+    uint32_t shape_rate = 0;   // VcParams::shape_rate / shape_bucket
+    uint32_t shape_bucket = 0;
   };
   // Begins one send: on kSuccess the VC cannot finish deactivating until
   // end_tx() is called for it. R72: an inactive VC yields kVcNotActivated.

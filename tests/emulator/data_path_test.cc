@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <atomic>
+
 #include "emulator/mem_link.h"
 #include "miniport/byte_order.h"
 #include "node_pair.h"
@@ -227,6 +230,98 @@ TEST(DataPath, ZeroPollWindowBlocksAtOnce) {
   ASSERT_TRUE(wait_for([&] { return r.hb.next_.load() == 1000; }));
   ASSERT_TRUE(wait_for([&] { return r.db->counters().sleeps > 0; }, std::chrono::seconds(10)));
   EXPECT_EQ(r.hb.bad_.load(), 0u);
+}
+
+// Counts receives and completions per VC slot, checking each VC's order.
+class PerVc : public DataPathHandler {
+ public:
+  void on_receive(std::span<RxPacket> pkts) override {
+    for (RxPacket& p : pkts) {
+      const uint32_t s = p.vc().slot % 4;
+      if (!coemu_test::payload_ok(p.payload(), next[s].load())) bad.fetch_add(1);
+      next[s].fetch_add(1);
+    }
+  }
+  void on_send_complete(std::span<const TxCompletion> done) override {
+    for (const auto& c : done) {
+      const uint32_t s = c.vc.slot % 4;
+      if (c.status == Status::kSuccess) ok[s].fetch_add(1);
+      else if (c.status == Status::kResources) resources[s].fetch_add(1);
+      else if (c.status == Status::kRequestAborted) aborted[s].fetch_add(1);
+      else other.fetch_add(1);
+    }
+  }
+  std::array<std::atomic<uint32_t>, 4> next{}, ok{}, resources{}, aborted{};
+  std::atomic<uint32_t> bad{0}, other{0};
+};
+
+// Two PVCs from A to B, the first shaped to `rate` bytes/s and `bucket` bytes.
+struct ShapedRig {
+  ShapedRig(uint32_t rate, uint32_t bucket) {
+    auto p = MemLink::make_pair({});
+    la = std::move(p->first);
+    lb = std::move(p->second);
+    shaped = *ma.vcs().create(1);
+    plain = *ma.vcs().create(1);
+    rx_shaped = *mb.vcs().create(2);
+    rx_plain = *mb.vcs().create(2);
+    EXPECT_TRUE(ma.vcs().activate(shaped, VcParams{.peer = kMacB, .tx_vci = 200, .pvc_rx_vci = 100,
+                                                   .shape_rate = rate, .shape_bucket = bucket}));
+    EXPECT_TRUE(ma.vcs().activate(plain, VcParams{.peer = kMacB, .tx_vci = 400, .pvc_rx_vci = 300}));
+    EXPECT_TRUE(mb.vcs().activate(rx_shaped, VcParams{.peer = kMacA, .tx_vci = 100, .pvc_rx_vci = 200}));
+    EXPECT_TRUE(mb.vcs().activate(rx_plain, VcParams{.peer = kMacA, .tx_vci = 300, .pvc_rx_vci = 400}));
+    da = std::move(*DataPath::start(*la, ma, ha, {}));
+    db = std::move(*DataPath::start(*lb, mb, hb, {}));
+  }
+  std::unique_ptr<MemLink> la, lb;
+  Miniport ma{{.mac = kMacA}}, mb{{.mac = kMacB}};
+  PerVc ha, hb;
+  std::unique_ptr<DataPath> da, db;
+  VcId shaped, plain, rx_shaped, rx_plain;
+};
+
+// A shaped VC never beats its token bucket, delivers everything in order,
+// and holds up no other VC: the unshaped one's frames all arrive while the
+// shaped ones still trickle out.
+TEST(DataPath, ShapedVcKeepsToItsTokenBucketAndHoldsUpNoOtherVc) {
+  const uint32_t rate = 100'000, bucket = 1500;  // 100 kB/s
+  ShapedRig r(rate, bucket);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(coemu_test::send_seq(*r.da, r.shaped, 0, 100), 100u);
+  ASSERT_EQ(coemu_test::send_seq(*r.da, r.plain, 0, 1000), 1000u);
+  ASSERT_TRUE(wait_for([&] { return r.hb.next[r.rx_plain.slot % 4].load() == 1000; }, std::chrono::seconds(20)));
+  EXPECT_LT(r.hb.next[r.rx_shaped.slot % 4].load(), 100u) << "the unshaped VC waited for the shaped one";
+  ASSERT_TRUE(wait_for([&] { return r.hb.next[r.rx_shaped.slot % 4].load() == 100; }, std::chrono::seconds(20)));
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // Frames on the wire: 14 + 8 + payload (checker lengths), padded to 60.
+  uint64_t wire = 0;
+  for (uint32_t seq = 0; seq < 100; ++seq) wire += std::max<size_t>(22 + coemu_test::Checker::expected_len(seq), 60);
+  EXPECT_GE(took, static_cast<double>(wire - bucket) / rate) << "faster than the token rate allows";
+  EXPECT_EQ(r.hb.bad.load(), 0u);
+  EXPECT_TRUE(wait_for([&] { return r.ha.ok[r.shaped.slot % 4].load() == 100; }, std::chrono::seconds(10)));
+}
+
+// More than a shaper holds completes with RESOURCES (said, not lost); what
+// it holds when the VC is deactivated completes with REQUEST_ABORTED (R71),
+// and every buffer comes home.
+TEST(DataPath, ShaperOverflowIsResourcesAndDeactivationAbortsWhatWaits) {
+  ShapedRig r(1000, 1500);  // 1 kB/s: almost nothing goes
+  const uint32_t kSent = 1500;
+  ASSERT_EQ(coemu_test::send_seq(*r.da, r.shaped, 0, kSent), kSent);
+  const uint32_t s = r.shaped.slot % 4;
+  ASSERT_TRUE(wait_for([&] { return r.ha.resources[s].load() > 0; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(r.ma.vcs().deactivate(r.shaped));
+  ASSERT_TRUE(wait_for([&] {
+    return r.ha.ok[s].load() + r.ha.resources[s].load() + r.ha.aborted[s].load() == kSent;
+  }, std::chrono::seconds(10)));
+  EXPECT_GT(r.ha.aborted[s].load(), 0u);
+  EXPECT_EQ(r.ha.other.load(), 0u);
+  size_t done = 0;
+  EXPECT_TRUE(wait_for([&] {
+    r.ma.vcs().poll_deactivations([&](VcId) { ++done; });
+    return done == 1;
+  }, std::chrono::seconds(10)));
+  EXPECT_TRUE(wait_for([&] { return r.da->pool().available() == r.da->pool().buffers(); }, std::chrono::seconds(10)));
 }
 
 TEST(DataPath, BusyPollModeCarriesTraffic) {
