@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <atomic>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -268,6 +269,52 @@ Rate engine_throughput(Path& p, size_t payload, double seconds, const BenchDatap
   return {got / dt, taken ? 1.0 - got / static_cast<double>(taken) : 0};
 }
 
+// A PVC shaped to `rate` bytes/s (guaranteed service): a client keeps it
+// busy with 1000-byte payloads; the rate of frames delivered at B, in wire
+// bytes per second, measured after the first fifth (the bucket's burst).
+double shaped_rate(Path& p, uint32_t rate, double seconds, const BenchDatapathOptions& o) {
+  constexpr size_t kPayload = 1000;
+  const double frame = static_cast<double>(miniport::kFrameHeaders + kPayload);
+  Node a(kMacA, p.a->mtu()), b(kMacB, p.b->mtu());
+  open_pvc(a, b);
+  (void)a.mp.vcs().activate(a.vc, {.peer = kMacB, .tx_vci = kVciAtB, .pvc_rx_vci = kVciAtA,
+                                   .shape_rate = rate, .shape_bucket = 3 * 1522});
+  const emulator::DataPathOptions dpo{.busy_poll = o.busy_poll, .poll_window = std::chrono::microseconds(o.poll_us)};
+  a.dp = std::move(*DataPath::start(*p.a, a.mp, a.sink, dpo));
+  b.dp = std::move(*DataPath::start(*p.b, b.mp, b.sink, dpo));
+  uint64_t taken = 0;
+  TxPacket batch[32];
+  constexpr uint64_t kWindow = 512;  // within what the shaper holds: nothing is refused
+  const auto t0 = Clock::now();
+  const auto t1 = t0 + std::chrono::duration<double>(seconds / 5);
+  const auto end = t0 + std::chrono::duration<double>(seconds);
+  std::optional<uint64_t> at_t1;
+  while (Clock::now() < end) {
+    if (!at_t1 && Clock::now() >= t1) at_t1 = b.sink.received.load();
+    if (const uint64_t c = a.sink.completed.load(std::memory_order_acquire); taken - c >= kWindow) {
+      a.sink.completed.wait(c, std::memory_order_acquire);  // a completion or the bench's end wakes it
+      continue;
+    }
+    size_t n = 0;
+    while (n < 32) {
+      if (!batch[n].buf) batch[n].buf = a.dp->alloc();
+      if (!batch[n].buf) break;
+      batch[n].buf.set_size(static_cast<uint32_t>(kPayload));
+      ++n;
+    }
+    const size_t t = n ? a.dp->send(a.vc, std::span(batch, n)) : 0;
+    for (size_t i = t; i < n; ++i) batch[i - t] = std::move(batch[i]);
+    taken += t;
+    if (t == 0) std::this_thread::yield();
+  }
+  const uint64_t got = b.sink.received.load() - at_t1.value_or(0);
+  const double dt = std::chrono::duration<double>(Clock::now() - t1).count();
+  for (auto& x : batch) x.buf.reset();
+  a.dp.reset();
+  b.dp.reset();
+  return static_cast<double>(got) * frame / dt;
+}
+
 Rate median(std::vector<Rate> v) {
   std::sort(v.begin(), v.end(), [](const Rate& a, const Rate& b) { return a.per_s < b.per_s; });
   return v[v.size() / 2];
@@ -397,6 +444,14 @@ int run_bench_datapath(const BenchDatapathOptions& o) {
     const double ep50 = percentile(eng, 0.5), ep99 = percentile(eng, 0.99);
     print_bench_row({kind, "rtt_p50", "us", ep50, rp50}, o.json);
     print_bench_row({kind, "rtt_p99", "us", ep99, rp99}, o.json);
+    // The baseline of a shaped VC is its token rate: the ratio says how
+    // closely the shaper keeps to it.
+    fmt::print(stderr, "bench: {} shaped VC at {} bytes/s ...\n", kind, o.shape_rate);
+    std::vector<double> rates;
+    for (uint32_t i = 0; i < o.repeat; ++i) rates.push_back(shaped_rate(*path, o.shape_rate, o.seconds, o));
+    std::sort(rates.begin(), rates.end());
+    print_bench_row({kind, "shaped_rate", "bytes/s", rates[rates.size() / 2], static_cast<double>(o.shape_rate)},
+                    o.json);
   }
   return rc;
 }

@@ -22,6 +22,7 @@ struct BenchDatapathOptions {
   uint32_t repeat = 3;                       // raw and engine alternate this often; medians are reported
   bool busy_poll = false;
   uint32_t poll_us = 50;                     // DataPathOptions::poll_window
+  uint32_t shape_rate = 10'000'000;          // token rate of the shaped-VC case, bytes/s
   bool inline_tx = false;
   bool uring_rx = false;
   bool json = false;

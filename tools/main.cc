@@ -90,6 +90,9 @@ int main(int argc, char** argv) {
   bench_dp->add_option("--rounds", bench.rounds, "Ping-pong round trips")->check(CLI::Range(1u, 10'000'000u));
   bench_dp->add_flag("--busy-poll", bench.busy_poll, "I/O threads spin instead of blocking");
   add_poll_option(bench_dp, bench.poll_us);
+  bench_dp->add_option("--shape-rate", bench.shape_rate, "Token rate of the shaped-VC case, bytes/s")
+      ->check(CLI::Range(10'000u, 1'000'000'000u))
+      ->capture_default_str();
   bench_dp->add_flag("--inline-tx", bench.inline_tx, "Senders write to the link themselves when nothing is queued");
   bench_dp->add_flag("--uring-rx", bench.uring_rx, "Receive from TAPs through io_uring (posted reads)");
   bench_dp->add_flag("-j,--json", bench.json, "One JSON object per case: suite, case, unit, value, baseline, ratio");
