@@ -27,6 +27,8 @@ for r in rows:
     for k in ("suite", "case", "unit", "value", "baseline", "ratio"):
         assert k in r, (k, r)
     assert r["value"] > 0 and r["baseline"] > 0, r
+if suite == "datapath":
+    assert "shaped_rate" in {r["case"] for r in rows}, rows
 if suite == "calls":
     cases = {r["case"] for r in rows}
     for n in (1, 4):
