@@ -11,7 +11,40 @@ std::span<const uint8_t> bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 constexpr size_t kMaxBody = 2048;
+// What a FLOWSPEC holds of the link: guaranteed and controlled-load rates.
+uint64_t reserved_rate(const FlowSpec& f) { return f.service_type == 2 || f.service_type == 3 ? f.token_rate : 0; }
+// TRAFFIC is sent as its sender sees it: the other end's transmit is our receive.
+Traffic swapped(const Traffic& t) { return Traffic{t.receive, t.transmit}; }
 }  // namespace
+
+bool CallManager::fits(const Traffic& t, const Call* c) const {
+  const uint64_t tx = reserved_tx_ - (c ? c->reserved_tx : 0) + reserved_rate(t.transmit);
+  const uint64_t rx = reserved_rx_ - (c ? c->reserved_rx : 0) + reserved_rate(t.receive);
+  return tx <= cfg_.link_bytes_per_s && rx <= cfg_.link_bytes_per_s;
+}
+
+void CallManager::unreserve(Call& c) {
+  reserved_tx_ -= c.reserved_tx;
+  reserved_rx_ -= c.reserved_rx;
+  c.reserved_tx = c.reserved_rx = 0;
+}
+
+void CallManager::reserve(Call& c, const Traffic& t) {
+  unreserve(c);
+  c.reserved_tx = reserved_rate(t.transmit);
+  c.reserved_rx = reserved_rate(t.receive);
+  reserved_tx_ += c.reserved_tx;
+  reserved_rx_ += c.reserved_rx;
+}
+
+miniport::VcParams CallManager::vc_params(const Call& c, uint32_t peer_vci) {
+  miniport::VcParams p{.peer = c.peer, .tx_vci = peer_vci};
+  if (reserved_rate(c.traffic.transmit) != 0) {  // shaped to its token bucket
+    p.shape_rate = c.traffic.transmit.token_rate;
+    p.shape_bucket = c.traffic.transmit.bucket;
+  }
+  return p;
+}
 
 std::array<uint8_t, kCoPvcLen> encode_co_pvc(const PvcSpec& pvc, uint64_t af_handle) {
   std::array<uint8_t, kCoPvcLen> b{};
@@ -286,8 +319,9 @@ CallManager::Call* CallManager::find(const Key& k) {
   return it == calls_.end() ? nullptr : &it->second;
 }
 
-Status CallManager::make_call(VcId vc, std::string_view called, const SapSpec& sap, Time now, CmOutput& out) {
-  return start_call(vc, called, sap, false, now, out);
+Status CallManager::make_call(VcId vc, std::string_view called, const SapSpec& sap, Time now, CmOutput& out,
+                              const Traffic& traffic) {
+  return start_call(vc, called, sap, false, now, out, traffic);
 }
 
 Result<uint32_t> CallManager::make_multipoint_call(VcId vc, std::string_view called, const SapSpec& sap, Time now,
@@ -301,7 +335,7 @@ Result<uint32_t> CallManager::make_multipoint_call(VcId vc, std::string_view cal
 }
 
 Status CallManager::start_call(VcId vc, std::string_view called, const SapSpec& sap, bool multipoint, Time now,
-                               CmOutput& out) {
+                               CmOutput& out, const Traffic& traffic) {
   auto it = vcs_info_.find(vc.slot);
   if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0 || !afs_.usable(it->second.af)) return Status::kFailure;
   if (it->second.call || it->second.pvc || it->second.root) return Status::kCallActive;
@@ -310,6 +344,18 @@ Status CallManager::start_call(VcId vc, std::string_view called, const SapSpec& 
   if (!valid_sap(SapValue{sap.type, sap.value})) return Status::kInvalidData;
   auto mac = neighbors_.lookup(addr);
   if (!mac) return Status::kInvalidAddress;  // no HELLO from such a node
+  if (!fits(traffic)) {
+    // Admission: the link cannot carry it next to what calls hold (cause 49).
+    ClientEvent e{ClientEvent::Kind::kMakeCallComplete};
+    e.client = it->second.client;
+    e.vc = vc;
+    e.cause = cause::kQosUnavailable;
+    e.status = status_for_cause(e.cause);
+    e.peer_address = addr;
+    e.traffic = traffic;
+    out.events.push_back(e);
+    return Status::kPending;
+  }
   const uint32_t ref = next_ref_;
   next_ref_ = next_ref_ % 0x7FFFFFFF + 1;
   const Key k{*mac, ref, true, 0};
@@ -327,7 +373,9 @@ Status CallManager::start_call(VcId vc, std::string_view called, const SapSpec& 
   } else {
     it->second.call = k;
   }
-  calls_.emplace(k, std::move(c));
+  c.traffic = traffic;
+  auto [pos, added] = calls_.emplace(k, std::move(c));
+  reserve(pos->second, traffic);
   afs_.add(it->second.af, Held::kCall);
   run(k, acts, now, out);
   return Status::kPending;
@@ -463,10 +511,23 @@ std::optional<CallManager::Key> CallManager::call_on(VcId vc) {
   return it->second.call;
 }
 
-Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmOutput& out) {
+Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmOutput& out,
+                                           const std::optional<Traffic>& granted) {
   const auto k = call_on(vc);
   if (!k) return Status::kFailure;
   Call* c = find(*k);
+  if (granted && answer == Status::kSuccess) {
+    if (c->fsm.state() != CallState::kCallPresent && c->fsm.state() != CallState::kIncomingProceeding)
+      return Status::kFailure;
+    // The callee may lower what was asked, never raise it (R42).
+    if (granted->transmit.token_rate > c->traffic.transmit.token_rate ||
+        granted->receive.token_rate > c->traffic.receive.token_rate)
+      return Status::kInvalidData;
+    c->traffic = *granted;
+    reserve(*c, *granted);
+    // R33: the VC takes the new parameters before CONNECT leaves.
+    (void)vcs_.activate(c->vc, vc_params(*c, c->peer_vci));
+  }
   CallActions acts;
   if (c->via_add_party && answer != Status::kSuccess) c->rejecting = true;
   const bool ok = answer == Status::kSuccess ? c->fsm.accept(now, acts) : c->fsm.reject(cause::kCallRejected, acts);
@@ -549,6 +610,7 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
         } else if (a.msg == MsgType::kConnect) {
           m.vci = vcs_.rx_vci(c->vc);
         }
+        if (!c->p2mp && (a.msg == MsgType::kSetup || a.msg == MsgType::kConnect)) m.traffic = c->traffic;
         send_message(c->peer, m, now, out);
         break;
       }
@@ -563,7 +625,8 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
           // Leaves never send on a point-to-multipoint circuit.
           (void)vcs_.activate(c->vc, miniport::VcParams{.peer = c->peer, .tx_vci = a.peer_vci, .transmit = false});
         } else {
-          (void)vcs_.activate(c->vc, miniport::VcParams{.peer = c->peer, .tx_vci = a.peer_vci});
+          c->peer_vci = a.peer_vci;
+          (void)vcs_.activate(c->vc, vc_params(*c, a.peer_vci));
         }
         break;
       case CallAction::Kind::kDeactivateVc:
@@ -584,6 +647,8 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
           e.party = c->party;
         }
         e.multipoint = c->p2mp;
+        e.traffic = c->traffic;
+        e.params_changed = c->params_changed;
         e.client = c->client;
         e.vc = c->vc;
         e.sap = c->incoming_sap;
@@ -594,6 +659,7 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
         break;
       }
       case CallAction::Kind::kFree: {
+        unreserve(*c);
         const Call gone = std::move(*c);
         calls_.erase(k);
         afs_.remove(gone.af, Held::kCall);
@@ -787,6 +853,16 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
            static_cast<uint8_t>(c->fsm.state()), now, out);
     return;
   }
+  if (type == MsgType::kConnect && m.traffic && c->originated &&
+      (c->fsm.state() == CallState::kCallInitiated || c->fsm.state() == CallState::kOutgoingProceeding)) {
+    // What the callee granted, seen from our side (R42: changed if lowered).
+    const Traffic granted = swapped(*m.traffic);
+    if (!(granted == c->traffic)) {
+      c->params_changed = true;
+      c->traffic = granted;
+      reserve(*c, granted);
+    }
+  }
   CallActions acts;
   c->fsm.on_message(m, now, acts);
   run(k, acts, now, out);
@@ -881,6 +957,8 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
     return refuse(cause::kUnallocatedNumber);
   auto sap = saps_.find_for_call(*m.sap);
   if (!sap) return refuse(cause::kIncompatibleDestination);
+  const Traffic offered = m.traffic ? swapped(*m.traffic) : Traffic{};
+  if (!p2mp && !fits(offered)) return refuse(cause::kQosUnavailable);  // admission (cause 49)
   auto af_it = sap_af_.find(sap->slot);
   if (af_it == sap_af_.end() || !afs_.usable(af_it->second)) return refuse(cause::kIncompatibleDestination);
   const ClientId client = saps_.client(*sap);
@@ -897,7 +975,9 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
   c.p2mp = p2mp;
   c.endpoint = endpoint;
   c.via_add_party = add_party;
-  calls_.emplace(k, std::move(c));
+  if (!p2mp) c.traffic = offered;
+  auto [pos, added] = calls_.emplace(k, std::move(c));
+  if (!p2mp) reserve(pos->second, offered);
   vcs_info_[vc->slot] = VcInfo{af_it->second, client, k};
   afs_.add(af_it->second, Held::kCall);
   afs_.add(af_it->second, Held::kCmVc);

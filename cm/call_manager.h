@@ -87,6 +87,10 @@ struct CmConfig {
   // A pended SAP takes calls before its completion (R23).
   std::optional<Duration> open_af_pends = std::nullopt;
   std::optional<Duration> register_sap_pends = std::nullopt;
+  // Admission control (QoS): the sum of the guaranteed and controlled-load
+  // token rates of this node's calls stays within this, in each direction,
+  // bytes/s (the link's speed: 10 Gbit/s by default).
+  uint64_t link_bytes_per_s = 1'250'000'000;
   // EMU (R16 vs R18): the CM asks clients to close with NotifyCloseAf
   // (default) or with the legacy OID_CO_AF_CLOSE set.
   bool legacy_af_close = false;
@@ -147,6 +151,11 @@ struct ClientEvent {
   bool multipoint = false;  // kIncomingCall: a party of a point-to-multipoint call (we are a leaf)
   uint32_t oid = 0;         // kOidRequest
   uint64_t request = 0;     // kOidRequest: the id its completion names
+  // kIncomingCall, kMakeCallComplete: the call's FLOWSPECs as this client
+  // sees them (transmit = what it sends); params_changed (R42,
+  // CALL_PARAMETERS_CHANGED) when the peer granted less than was asked.
+  Traffic traffic = {};
+  bool params_changed = false;
 };
 
 struct CmOutput {
@@ -198,7 +207,12 @@ class CallManager {
   // R37-R40: kPending, then kMakeCallComplete. Errors at once: kCallActive
   // (the VC has a call), kFailure (dead handle), kInvalidAddress (a bad or
   // unknown node address: no HELLO heard from it).
-  [[nodiscard]] Status make_call(VcId vc, std::string_view called, const SapSpec& sap, Time now, CmOutput& out);
+  // `traffic`: the FLOWSPECs asked for (R44; transmit = what we send), best
+  // effort by default. A call whose guaranteed or controlled-load rates do
+  // not fit the link (CmConfig::link_bytes_per_s) completes at once with
+  // kIncompatableQos, cause 49; so does one the callee's node cannot take.
+  [[nodiscard]] Status make_call(VcId vc, std::string_view called, const SapSpec& sap, Time now, CmOutput& out,
+                                 const Traffic& traffic = {});
   // R38: a point-to-multipoint call with its first party: returns the party
   // handle; kMakeCallComplete (with `party`) follows. Errors as make_call.
   // Leaves receive only; the root sends one copy to each leaf.
@@ -218,7 +232,11 @@ class CallManager {
   [[nodiscard]] size_t parties(VcId vc) const;
   // R51/R52: the SAP owner's answer to kIncomingCall: kSuccess accepts,
   // anything else rejects with cause 21.
-  [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer, Time now, CmOutput& out);
+  // `granted` (accepting only): the FLOWSPECs the callee takes, each token
+  // rate at most what was offered (else kInvalidData): the caller sees them
+  // with params_changed (R42).
+  [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer, Time now, CmOutput& out,
+                                              const std::optional<Traffic>& granted = std::nullopt);
   // R64: kPending, then kCloseCallComplete. kFailure when no call or a
   // close is already under way, or (R59) while a multipoint call has more
   // than one party.
@@ -299,6 +317,10 @@ class CallManager {
     bool client_drop = false;    // root: the client dropped it (drop_party, not close_call)
     bool answer_drop = false;    // the peer's DROP_PARTY is answered with DROP_PARTY_ACK
     bool rejecting = false;      // leaf: the client refused an ADD_PARTY (ADD_PARTY_REJECT)
+    Traffic traffic = {};        // as this end sees it (transmit = what we send)
+    bool params_changed = false; // the peer granted less than we asked
+    uint64_t reserved_tx = 0, reserved_rx = 0;  // admission: what this call holds of the link
+    uint32_t peer_vci = 0;       // the label the VC sends on (for re-activation, R33)
     uint8_t leaf = 0;            // root: the party's index in the VC's leaf set
   };
   struct Key {
@@ -337,7 +359,16 @@ class CallManager {
   Status close_pvc_call(VcId vc, VcInfo& info, CmOutput& out);
 
   void run(const Key& k, CallActions& acts, Time now, CmOutput& out);
-  Status start_call(VcId vc, std::string_view called, const SapSpec& sap, bool multipoint, Time now, CmOutput& out);
+  Status start_call(VcId vc, std::string_view called, const SapSpec& sap, bool multipoint, Time now, CmOutput& out,
+                    const Traffic& traffic = {});
+  // Admission (QoS): whether `t` fits the link next to what calls hold
+  // besides `c` (if given); reserve() moves c's holding to t.
+  [[nodiscard]] bool fits(const Traffic& t, const Call* c = nullptr) const;
+  void reserve(Call& c, const Traffic& t);
+  void unreserve(Call& c);
+  // The VC parameters of a call's VC: shaped to its transmit FLOWSPEC when
+  // that is guaranteed or controlled load.
+  [[nodiscard]] static miniport::VcParams vc_params(const Call& c, uint32_t peer_vci);
   // A party message in, as the call machine reads it (ADD_PARTY_ACK is its
   // CONNECT...), and the keys of the parties it is for.
   void on_party_message(const MacAddress& src, const std::vector<Key>& keys, const Message& m, Time now,
@@ -390,6 +421,7 @@ class CallManager {
   // An OID set to the client of `af` (R76: AF set from the CM).
   ClientEvent oid_request(AfOpenId af, uint32_t oid);
   uint32_t next_party_ = 1;
+  uint64_t reserved_tx_ = 0, reserved_rx_ = 0;  // admission: held by live calls, bytes/s
   std::vector<VcId> retire_;             // CM-created VCs waiting for their deactivation
   struct Completion {                    // a pended open or registration, due at `at`
     Time at;

@@ -380,10 +380,10 @@ Status Node::delete_vc(VcId vc) {
   return on_control([&] { return cm_->delete_vc(vc); });
 }
 
-Status Node::make_call(VcId vc, const std::string& called, const SapSpec& sap) {
+Status Node::make_call(VcId vc, const std::string& called, const SapSpec& sap, const cm::Traffic& traffic) {
   return on_control([&] {
     cm::CmOutput out;
-    const Status s = cm_->make_call(vc, called, sap, steady_now(), out);
+    const Status s = cm_->make_call(vc, called, sap, steady_now(), out, traffic);
     emit(out);
     arm_timer();
     return s;
@@ -420,10 +420,10 @@ Status Node::drop_party(uint32_t party) {
   });
 }
 
-Status Node::incoming_call_complete(VcId vc, Status answer) {
+Status Node::incoming_call_complete(VcId vc, Status answer, const std::optional<cm::Traffic>& granted) {
   return on_control([&] {
     cm::CmOutput out;
-    const Status s = cm_->incoming_call_complete(vc, answer, steady_now(), out);
+    const Status s = cm_->incoming_call_complete(vc, answer, steady_now(), out, granted);
     emit(out);
     arm_timer();
     return s;

@@ -107,13 +107,16 @@ class Node final : private DataPathHandler {
   [[nodiscard]] Status deregister_sap(SapId sap);
   [[nodiscard]] Result<VcId> create_vc(AfOpenId af);
   [[nodiscard]] Status delete_vc(VcId vc);
-  [[nodiscard]] Status make_call(VcId vc, const std::string& called, const SapSpec& sap);
+  // `traffic`: the FLOWSPECs asked for (see cm::CallManager::make_call).
+  [[nodiscard]] Status make_call(VcId vc, const std::string& called, const SapSpec& sap,
+                                 const cm::Traffic& traffic = {});
   // R38, R56-R59: point-to-multipoint calls (see cm::CallManager): the
   // first party, more parties, dropping one; handles are party numbers.
   [[nodiscard]] Result<uint32_t> make_multipoint_call(VcId vc, const std::string& called, const SapSpec& sap);
   [[nodiscard]] Result<uint32_t> add_party(VcId vc, const std::string& called, const SapSpec& sap);
   [[nodiscard]] Status drop_party(uint32_t party);
-  [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer);
+  [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer,
+                                              const std::optional<cm::Traffic>& granted = std::nullopt);
   [[nodiscard]] Status close_call(VcId vc);
   // R76 with no AF handle: a query straight to the miniport, adapter-wide or
   // for one VC (R80), answered from the fast path's counters with R79/R82's

@@ -404,6 +404,33 @@ TEST(Node, R78_OverlappingOidRequestsFromManyThreadsEachCompleteWhole) {
   EXPECT_TRUE(wait_for([&] { return p.alpha->sig_counters().cm.client_oids_completed >= 1; }, std::chrono::seconds(10)));
 }
 
+// QoS end to end: a call asking a guaranteed FLOWSPEC gets its VC shaped
+// to it: the data never arrives faster than the token bucket allows.
+TEST(Node, GuaranteedCallIsShapedToItsFlowspec) {
+  Pair p;
+  AfOpenId af_b = *p.beta->open_af(p.cb);
+  ASSERT_TRUE(p.beta->register_sap(af_b, kSap42));
+  AfOpenId af_a = *p.alpha->open_af(p.ca);
+  VcId vc = *p.alpha->create_vc(af_a);
+  cm::Traffic t;
+  t.transmit.service_type = 3;
+  t.transmit.token_rate = 200'000;
+  t.transmit.bucket = 1500;
+  ASSERT_EQ(p.alpha->make_call(vc, "beta", kSap42, t), Status::kPending);
+  ASSERT_TRUE(wait_for([&] { return p.caller.find(Ev::kMakeCallComplete).has_value(); }, std::chrono::seconds(10)));
+  ASSERT_EQ(p.caller.find(Ev::kMakeCallComplete)->status, Status::kSuccess);
+  EXPECT_EQ(p.caller.find(Ev::kMakeCallComplete)->traffic, t);
+  EXPECT_EQ(p.listener.find(Ev::kIncomingCall)->traffic.receive, t.transmit);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(coemu_test::send_seq(p.alpha->data(), vc, 0, 100), 100u);
+  ASSERT_TRUE(wait_for([&] { return p.listener.received.load() == 100; }, std::chrono::seconds(20)));
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  uint64_t wire = 0;
+  for (uint32_t seq = 0; seq < 100; ++seq) wire += std::max<size_t>(22 + coemu_test::Checker::expected_len(seq), 60);
+  EXPECT_GE(took, static_cast<double>(wire - 1500) / 200'000) << "faster than its token rate";
+  EXPECT_EQ(p.listener.bad.load(), 0u);
+}
+
 TEST(Node, CloseAddressFamiliesReportsAClientThatNeverCloses) {
   Pair p;
   (void)*p.beta->open_af(p.cb);  // the listener ignores kNotifyCloseAf

@@ -1,0 +1,151 @@
+// QoS on calls (condis-spec R42, R44; PROTOCOL.md TRAFFIC): FLOWSPECs carried
+// both ways, the callee lowering them, admission per link (cause 49), and a
+// VC shaped to its transmit FLOWSPEC.
+#include <gtest/gtest.h>
+
+#include "cm_lab.h"
+
+namespace cm {
+namespace {
+
+FlowSpec guaranteed(uint32_t rate, uint32_t bucket = 3000) {
+  FlowSpec f;
+  f.service_type = 3;
+  f.token_rate = rate;
+  f.bucket = bucket;
+  f.peak = rate;
+  return f;
+}
+
+struct Qos {
+  explicit Qos(CmConfig a = {}, CmConfig b = {}) : l(a, b) {
+    l.start();
+    af_b = l.b.open_af(2, kCoemuAf)->id;
+    EXPECT_TRUE(l.b.register_sap(af_b, kSap42));
+    af_a = l.a.open_af(1, kCoemuAf)->id;
+  }
+  // alpha calls beta asking `t`; beta's client is offered the call.
+  VcId call(const Traffic& t) {
+    VcId vc = *l.a.create_vc(af_a);
+    CmOutput out;
+    EXPECT_EQ(l.a.make_call(vc, "beta", kSap42, l.now, out, t), Status::kPending);
+    l.take(kMacA, out);
+    l.pump(l.now + milliseconds(50));
+    return vc;
+  }
+  void answer(const std::optional<Traffic>& granted = std::nullopt) {
+    const ClientEvent* in = l.last(l.ev_b, Ev::kIncomingCall);
+    ASSERT_TRUE(in);
+    CmOutput out;
+    ASSERT_EQ(l.b.incoming_call_complete(in->vc, Status::kSuccess, l.now, out, granted), Status::kSuccess);
+    l.take(kMacB, out);
+    l.pump(l.now + milliseconds(50));
+  }
+  Lab l;
+  AfOpenId af_a, af_b;
+};
+
+// R44: the FLOWSPECs asked reach the callee as seen from its side, come back
+// as granted, and the caller's VC is shaped to its transmit FLOWSPEC.
+TEST(Qos, R44_FlowspecsReachTheCalleeFromItsSideAndShapeTheCallersVc) {
+  Qos q;
+  const Traffic asked{guaranteed(1'000'000), FlowSpec{}};
+  const VcId vc = q.call(asked);
+  const ClientEvent* in = q.l.last(q.l.ev_b, Ev::kIncomingCall);
+  ASSERT_TRUE(in);
+  EXPECT_EQ(in->traffic.receive, asked.transmit) << "what alpha sends, beta receives";
+  EXPECT_EQ(in->traffic.transmit, asked.receive);
+  q.answer();
+  const ClientEvent* made = q.l.last(q.l.ev_a, Ev::kMakeCallComplete);
+  ASSERT_TRUE(made);
+  EXPECT_EQ(made->status, Status::kSuccess);
+  EXPECT_EQ(made->traffic, asked);
+  EXPECT_FALSE(made->params_changed);
+  auto g = q.l.vcs_a.begin_tx(vc);
+  ASSERT_EQ(g.status, Status::kSuccess);
+  EXPECT_EQ(g.shape_rate, 1'000'000u);
+  EXPECT_EQ(g.shape_bucket, 3000u);
+  q.l.vcs_a.cancel_tx(vc);
+  // Beta sends best effort: not shaped.
+  auto gb = q.l.vcs_b.begin_tx(in->vc);
+  ASSERT_EQ(gb.status, Status::kSuccess);
+  EXPECT_EQ(gb.shape_rate, 0u);
+  q.l.vcs_b.cancel_tx(in->vc);
+}
+
+// R42: the callee may grant less; the caller sees the granted FLOWSPEC with
+// CALL_PARAMETERS_CHANGED and its VC is shaped to it. More than offered is
+// refused.
+TEST(Qos, R42_TheCalleeLowersTheRateAndTheCallerSeesParametersChanged) {
+  Qos q;
+  const VcId vc = q.call(Traffic{guaranteed(2'000'000), FlowSpec{}});
+  const ClientEvent* in = q.l.last(q.l.ev_b, Ev::kIncomingCall);
+  ASSERT_TRUE(in);
+  CmOutput out;
+  Traffic more = in->traffic;
+  more.receive.token_rate = 3'000'000;
+  EXPECT_EQ(q.l.b.incoming_call_complete(in->vc, Status::kSuccess, q.l.now, out, more), Status::kInvalidData);
+  Traffic less = in->traffic;
+  less.receive.token_rate = 500'000;
+  q.answer(less);
+  const ClientEvent* made = q.l.last(q.l.ev_a, Ev::kMakeCallComplete);
+  ASSERT_TRUE(made);
+  EXPECT_EQ(made->status, Status::kSuccess);
+  EXPECT_TRUE(made->params_changed);
+  EXPECT_EQ(made->traffic.transmit.token_rate, 500'000u);
+  auto g = q.l.vcs_a.begin_tx(vc);
+  EXPECT_EQ(g.shape_rate, 500'000u) << "shaped to what was granted";
+  q.l.vcs_a.cancel_tx(vc);
+}
+
+// Admission per link and direction: guaranteed and controlled-load rates add
+// up to the link speed; a call that does not fit is refused with cause 49 by
+// the caller's CM or the callee's; best effort always fits; a closed call
+// gives its share back.
+TEST(Qos, AdmissionRefusesWhatDoesNotFitTheLinkWithCause49) {
+  CmConfig a;
+  a.link_bytes_per_s = 10'000'000;
+  CmConfig b;
+  b.link_bytes_per_s = 5'000'000;
+  Qos q(a, b);
+  const VcId first = q.call(Traffic{guaranteed(4'000'000), FlowSpec{}});
+  q.answer();
+  ASSERT_EQ(q.l.last(q.l.ev_a, Ev::kMakeCallComplete)->status, Status::kSuccess);
+
+  // Beta's link (5 MB/s in) cannot also take 2 MB/s more: its CM refuses.
+  q.call(Traffic{guaranteed(2'000'000), FlowSpec{}});
+  const ClientEvent* refused = q.l.last(q.l.ev_a, Ev::kMakeCallComplete);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->cause, cause::kQosUnavailable);
+  EXPECT_EQ(refused->status, Status::kIncompatableQos);
+
+  // Alpha's own link (10 MB/s out) cannot take 7 MB/s more: refused at once,
+  // nothing sent.
+  const size_t frames = q.l.wire.size();
+  VcId big = *q.l.a.create_vc(q.af_a);
+  CmOutput out;
+  ASSERT_EQ(q.l.a.make_call(big, "beta", kSap42, q.l.now, out, Traffic{guaranteed(7'000'000), FlowSpec{}}),
+            Status::kPending);
+  q.l.take(kMacA, out);
+  EXPECT_EQ(q.l.wire.size(), frames);
+  EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kMakeCallComplete)->vc, big);
+  EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kMakeCallComplete)->cause, cause::kQosUnavailable);
+
+  // Best effort fits whatever is held.
+  q.call(Traffic{});
+  q.answer();
+  EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kMakeCallComplete)->status, Status::kSuccess);
+
+  // Closing the first call frees 4 MB/s once both ends' clients are done
+  // with it (beta's holds it until its own close, R67): 2 MB/s fits then.
+  q.l.close(q.l.a, first);
+  const ClientEvent* gone = q.l.last(q.l.ev_b, Ev::kIncomingClose);
+  ASSERT_TRUE(gone);
+  q.l.close(q.l.b, gone->vc);
+  q.call(Traffic{guaranteed(2'000'000), FlowSpec{}});
+  q.answer();
+  EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kMakeCallComplete)->status, Status::kSuccess);
+}
+
+}  // namespace
+}  // namespace cm
