@@ -51,8 +51,9 @@ TEST(Qos, R44_FlowspecsReachTheCalleeFromItsSideAndShapeTheCallersVc) {
   Qos q;
   const Traffic asked{guaranteed(1'000'000), FlowSpec{}};
   const VcId vc = q.call(asked);
-  const ClientEvent* in = q.l.last(q.l.ev_b, Ev::kIncomingCall);
-  ASSERT_TRUE(in);
+  ASSERT_TRUE(q.l.last(q.l.ev_b, Ev::kIncomingCall));
+  const ClientEvent in_ev = *q.l.last(q.l.ev_b, Ev::kIncomingCall);  // a copy: answering adds events
+  const ClientEvent* in = &in_ev;
   EXPECT_EQ(in->traffic.receive, asked.transmit) << "what alpha sends, beta receives";
   EXPECT_EQ(in->traffic.transmit, asked.receive);
   q.answer();
