@@ -135,6 +135,17 @@ auto Node::on_control(F&& fn) -> decltype(fn()) {
   return result.get();
 }
 
+template <class F>
+auto Node::cm_request(F&& fn) {
+  return on_control([&] {
+    cm::CmOutput out;
+    auto r = fn(out);
+    emit(out);
+    arm_timer();  // the request may have moved the earliest deadline
+    return r;
+  });
+}
+
 void Node::emit(cm::CmOutput& out) {
   for (const cm::SigOut& f : out.frames) {
     // Ethernet header, SIG payload, padding to the 60-byte minimum.
@@ -364,12 +375,7 @@ Status Node::close_address_families(miniport::Duration limit) {
 }
 
 Status Node::deregister_sap(SapId sap) {
-  return on_control([&] {
-    cm::CmOutput out;
-    const Status s = cm_->deregister_sap(sap, out);
-    emit(out);
-    return s;
-  });
+  return cm_request([&](cm::CmOutput& out) { return cm_->deregister_sap(sap, out); });
 }
 
 Result<VcId> Node::create_vc(AfOpenId af) {
@@ -381,63 +387,27 @@ Status Node::delete_vc(VcId vc) {
 }
 
 Status Node::make_call(VcId vc, const std::string& called, const SapSpec& sap, const cm::Traffic& traffic) {
-  return on_control([&] {
-    cm::CmOutput out;
-    const Status s = cm_->make_call(vc, called, sap, steady_now(), out, traffic);
-    emit(out);
-    arm_timer();
-    return s;
-  });
+  return cm_request([&](cm::CmOutput& out) { return cm_->make_call(vc, called, sap, steady_now(), out, traffic); });
 }
 
 Result<uint32_t> Node::make_multipoint_call(VcId vc, const std::string& called, const SapSpec& sap) {
-  return on_control([&] {
-    cm::CmOutput out;
-    auto r = cm_->make_multipoint_call(vc, called, sap, steady_now(), out);
-    emit(out);
-    arm_timer();
-    return r;
-  });
+  return cm_request([&](cm::CmOutput& out) { return cm_->make_multipoint_call(vc, called, sap, steady_now(), out); });
 }
 
 Result<uint32_t> Node::add_party(VcId vc, const std::string& called, const SapSpec& sap) {
-  return on_control([&] {
-    cm::CmOutput out;
-    auto r = cm_->add_party(vc, called, sap, steady_now(), out);
-    emit(out);
-    arm_timer();
-    return r;
-  });
+  return cm_request([&](cm::CmOutput& out) { return cm_->add_party(vc, called, sap, steady_now(), out); });
 }
 
 Status Node::drop_party(uint32_t party) {
-  return on_control([&] {
-    cm::CmOutput out;
-    const Status s = cm_->drop_party(party, steady_now(), out);
-    emit(out);
-    arm_timer();
-    return s;
-  });
+  return cm_request([&](cm::CmOutput& out) { return cm_->drop_party(party, steady_now(), out); });
 }
 
 Status Node::incoming_call_complete(VcId vc, Status answer, const std::optional<cm::Traffic>& granted) {
-  return on_control([&] {
-    cm::CmOutput out;
-    const Status s = cm_->incoming_call_complete(vc, answer, steady_now(), out, granted);
-    emit(out);
-    arm_timer();
-    return s;
-  });
+  return cm_request([&](cm::CmOutput& out) { return cm_->incoming_call_complete(vc, answer, steady_now(), out, granted); });
 }
 
 Status Node::close_call(VcId vc) {
-  return on_control([&] {
-    cm::CmOutput out;
-    const Status s = cm_->close_call(vc, steady_now(), out);
-    emit(out);
-    arm_timer();
-    return s;
-  });
+  return cm_request([&](cm::CmOutput& out) { return cm_->close_call(vc, steady_now(), out); });
 }
 
 miniport::OidResult Node::query_miniport(uint32_t oid, std::optional<VcId> vc, std::span<uint8_t> out) {
@@ -450,21 +420,11 @@ miniport::OidResult Node::query_cm(AfOpenId af, uint32_t oid, std::span<uint8_t>
 }
 
 miniport::OidResult Node::set_cm(AfOpenId af, uint32_t oid, std::span<const uint8_t> in) {
-  return on_control([&] {
-    cm::CmOutput out;
-    const auto r = cm_->set_oid(af, oid, in, out);
-    emit(out);
-    return r;
-  });
+  return cm_request([&](cm::CmOutput& out) { return cm_->set_oid(af, oid, in, out); });
 }
 
 Status Node::make_pvc_call(VcId vc, uint32_t pvc_rx_vci) {
-  return on_control([&] {
-    cm::CmOutput out;
-    const Status s = cm_->make_pvc_call(vc, pvc_rx_vci, out);
-    emit(out);
-    return s;
-  });
+  return cm_request([&](cm::CmOutput& out) { return cm_->make_pvc_call(vc, pvc_rx_vci, out); });
 }
 
 Status Node::oid_request_complete(uint64_t request, Status status) {

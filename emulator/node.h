@@ -173,6 +173,10 @@ class Node final : private DataPathHandler {
   // thread holds it, else posted to the control thread.
   template <class F>
   auto on_control(F&& fn) -> decltype(fn());
+  // A call-manager request in the control context: its frames and events
+  // go out and the timer follows its deadlines.
+  template <class F>
+  auto cm_request(F&& fn);
   void post(std::function<void()> task);
   void wake();
   void run() noexcept;

@@ -215,6 +215,37 @@ Rate raw_throughput(Path& p, size_t payload, double seconds) {
   return {g / dt, written ? 1.0 - g / static_cast<double>(written) : 0};
 }
 
+// A client keeps `window` sends of `payload` bytes outstanding on a.vc
+// until `end`, sleeping (futex) while the window is full as a real one
+// would, instead of spinning on a full ring: on two cores a spinning client
+// takes the CPU the I/O threads need. tick() runs each round. Returns how
+// many sends the data path took.
+template <class End, class Tick>
+uint64_t keep_sending(Node& a, size_t payload, uint64_t window, End end, Tick&& tick) {
+  uint64_t taken = 0;
+  TxPacket batch[32];
+  while (Clock::now() < end) {
+    tick();
+    if (const uint64_t c = a.sink.completed.load(std::memory_order_acquire); taken - c >= window) {
+      a.sink.completed.wait(c, std::memory_order_acquire);
+      continue;
+    }
+    size_t n = 0;
+    while (n < 32) {
+      if (!batch[n].buf) batch[n].buf = a.dp->alloc();
+      if (!batch[n].buf) break;
+      batch[n].buf.set_size(static_cast<uint32_t>(payload));
+      ++n;
+    }
+    const size_t t = n ? a.dp->send(a.vc, std::span(batch, n)) : 0;
+    for (size_t i = t; i < n; ++i) batch[i - t] = std::move(batch[i]);
+    taken += t;
+    if (t == 0) std::this_thread::yield();
+  }
+  for (auto& x : batch) x.buf.reset();
+  return taken;
+}
+
 // The engine: a client thread sends through node A's data path on a PVC; node
 // B's handler counts what arrives.
 Rate engine_throughput(Path& p, size_t payload, double seconds, const BenchDatapathOptions& o) {
@@ -232,36 +263,14 @@ Rate engine_throughput(Path& p, size_t payload, double seconds, const BenchDatap
   dpo.cpu = 1;
   b.dp = std::move(*DataPath::start(*p.b, b.mp, b.sink, dpo));
   pin_self(0);
-  uint64_t taken = 0;
-  TxPacket batch[32];
-  // A client keeps a window of sends outstanding and sleeps (futex) while it
-  // is full, as a real one would, instead of spinning on a full ring: on two
-  // cores a spinning client takes the CPU the I/O threads need.
   // The window covers about 2 MB of frames (32..2048 frames), so large
   // frames cycle through cache-warm buffers.
   const uint64_t window = std::clamp<uint64_t>((2u << 20) / (payload + 22), 32, 2048);
   const auto end = Clock::now() + std::chrono::duration<double>(seconds);
   const auto t0 = Clock::now();
-  while (Clock::now() < end) {
-    if (const uint64_t c = a.sink.completed.load(std::memory_order_acquire); taken - c >= window) {
-      a.sink.completed.wait(c, std::memory_order_acquire);
-      continue;
-    }
-    size_t n = 0;
-    while (n < 32) {
-      if (!batch[n].buf) batch[n].buf = a.dp->alloc();
-      if (!batch[n].buf) break;
-      batch[n].buf.set_size(static_cast<uint32_t>(payload));
-      ++n;
-    }
-    const size_t t = n ? a.dp->send(a.vc, std::span(batch, n)) : 0;
-    for (size_t i = t; i < n; ++i) batch[i - t] = std::move(batch[i]);
-    taken += t;
-    if (t == 0) std::this_thread::yield();
-  }
+  const uint64_t taken = keep_sending(a, payload, window, end, [] {});
   const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
   unpin_self();
-  for (auto& x : batch) x.buf.reset();
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   const double got = static_cast<double>(b.sink.received.load());
   a.dp.reset();
@@ -282,34 +291,16 @@ double shaped_rate(Path& p, uint32_t rate, double seconds, const BenchDatapathOp
   const emulator::DataPathOptions dpo{.busy_poll = o.busy_poll, .poll_window = std::chrono::microseconds(o.poll_us)};
   a.dp = std::move(*DataPath::start(*p.a, a.mp, a.sink, dpo));
   b.dp = std::move(*DataPath::start(*p.b, b.mp, b.sink, dpo));
-  uint64_t taken = 0;
-  TxPacket batch[32];
   constexpr uint64_t kWindow = 512;  // within what the shaper holds: nothing is refused
   const auto t0 = Clock::now();
   const auto t1 = t0 + std::chrono::duration<double>(seconds / 5);
   const auto end = t0 + std::chrono::duration<double>(seconds);
   std::optional<uint64_t> at_t1;
-  while (Clock::now() < end) {
+  (void)keep_sending(a, kPayload, kWindow, end, [&] {
     if (!at_t1 && Clock::now() >= t1) at_t1 = b.sink.received.load();
-    if (const uint64_t c = a.sink.completed.load(std::memory_order_acquire); taken - c >= kWindow) {
-      a.sink.completed.wait(c, std::memory_order_acquire);  // a completion or the bench's end wakes it
-      continue;
-    }
-    size_t n = 0;
-    while (n < 32) {
-      if (!batch[n].buf) batch[n].buf = a.dp->alloc();
-      if (!batch[n].buf) break;
-      batch[n].buf.set_size(static_cast<uint32_t>(kPayload));
-      ++n;
-    }
-    const size_t t = n ? a.dp->send(a.vc, std::span(batch, n)) : 0;
-    for (size_t i = t; i < n; ++i) batch[i - t] = std::move(batch[i]);
-    taken += t;
-    if (t == 0) std::this_thread::yield();
-  }
+  });
   const uint64_t got = b.sink.received.load() - at_t1.value_or(0);
   const double dt = std::chrono::duration<double>(Clock::now() - t1).count();
-  for (auto& x : batch) x.buf.reset();
   a.dp.reset();
   b.dp.reset();
   return static_cast<double>(got) * frame / dt;
