@@ -545,6 +545,116 @@ Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmO
   return Status::kSuccess;
 }
 
+void CallManager::qos_event(const Call& c, ClientEvent::Kind kind, Status status, uint8_t cause_code, CmOutput& out) {
+  ClientEvent e{kind};
+  e.client = c.client;
+  e.vc = c.vc;
+  e.status = status;
+  e.cause = cause_code;
+  e.traffic = c.traffic;
+  e.params_changed = c.params_changed;
+  e.peer_address = c.peer_address;
+  out.events.push_back(e);
+}
+
+Status CallManager::modify_call_qos(VcId vc, const Traffic& wanted, Time now, CmOutput& out) {
+  const auto k = call_on(vc);
+  if (!k) return Status::kFailure;
+  Call* c = find(*k);
+  if (c->p2mp) return Status::kFailure;  // per-party FLOWSPECs are not offered (R57: the CM may fail)
+  const CallState st = c->fsm.state();
+  if (c->modify_old) return Status::kClosing;
+  if (!c->originated && (st == CallState::kCallPresent || st == CallState::kIncomingProceeding)) {
+    // R52: negotiating before the answer; CONNECT will carry it.
+    if (!fits(wanted, c)) {
+      qos_event(*c, ClientEvent::Kind::kModifyQosComplete, status_for_cause(cause::kQosUnavailable),
+                cause::kQosUnavailable, out);
+      return Status::kPending;
+    }
+    c->traffic = wanted;
+    reserve(*c, wanted);
+    (void)vcs_.activate(c->vc, vc_params(*c, c->peer_vci));
+    qos_event(*c, ClientEvent::Kind::kModifyQosComplete, Status::kSuccess, 0, out);
+    return Status::kPending;
+  }
+  if (st != CallState::kActive) return Status::kFailure;
+  if (!fits(wanted, c)) {  // our own link cannot take it: nothing is sent (R62)
+    qos_event(*c, ClientEvent::Kind::kModifyQosComplete, status_for_cause(cause::kQosUnavailable),
+              cause::kQosUnavailable, out);
+    return Status::kPending;
+  }
+  // Held while the peer decides, so no other call takes the room meanwhile.
+  c->modify_old = c->traffic;
+  Traffic held = wanted;
+  held.transmit.token_rate = std::max(wanted.transmit.token_rate, c->traffic.transmit.token_rate);
+  held.receive.token_rate = std::max(wanted.receive.token_rate, c->traffic.receive.token_rate);
+  reserve(*c, held);
+  c->traffic = wanted;  // what we asked for, until the answer
+  Message m;
+  m.type = MsgType::kModifyRequest;
+  m.call_ref = wire_call_ref(c->ref, c->originated);
+  m.traffic = wanted;
+  send_message(c->peer, m, now, out);
+  return Status::kPending;
+}
+
+void CallManager::on_modify(const MacAddress& src, Call& c, const Key& k, const Message& m, Time now,
+                            CmOutput& out) {
+  (void)k;
+  const uint32_t reply_ref = m.call_ref ^ kCallRefToOriginator;
+  switch (m.type) {
+    case MsgType::kModifyRequest: {
+      // R63: the VC takes the proposal first; only then is the client told.
+      const Traffic proposed = swapped(*m.traffic);
+      if (c.fsm.state() != CallState::kActive || !fits(proposed, &c)) {
+        Message r;
+        r.type = MsgType::kModifyReject;
+        r.call_ref = reply_ref;
+        r.cause = CauseIe{c.fsm.state() != CallState::kActive ? cause::kMessageNotCompatibleWithState
+                                                               : cause::kQosUnavailable,
+                          1};
+        send_message(src, r, now, out);
+        return;
+      }
+      c.traffic = proposed;
+      reserve(c, proposed);
+      (void)vcs_.activate(c.vc, vc_params(c, c.peer_vci));
+      Message a;
+      a.type = MsgType::kModifyAck;
+      a.call_ref = reply_ref;
+      a.traffic = c.traffic;
+      send_message(src, a, now, out);
+      qos_event(c, ClientEvent::Kind::kIncomingQosChange, Status::kSuccess, 0, out);
+      return;
+    }
+    case MsgType::kModifyAck: {
+      if (!c.modify_old) return;  // not ours: stale
+      const Traffic granted = m.traffic ? swapped(*m.traffic) : c.traffic;
+      c.modify_old.reset();
+      c.params_changed = !(granted == c.traffic);  // the peer granted other than we asked
+      c.traffic = granted;
+      reserve(c, granted);
+      // R61: re-activated with the new parameters before the client hears.
+      (void)vcs_.activate(c.vc, vc_params(c, c.peer_vci));
+      qos_event(c, ClientEvent::Kind::kModifyQosComplete, Status::kSuccess, 0, out);
+      return;
+    }
+    case MsgType::kModifyReject: {
+      if (!c.modify_old) return;
+      // R62: the old parameters stay in force.
+      c.traffic = *c.modify_old;
+      c.modify_old.reset();
+      reserve(c, c.traffic);
+      const uint8_t why = m.cause ? m.cause->cause : cause::kNormalUnspecified;
+      qos_event(c, ClientEvent::Kind::kModifyQosComplete,
+                status_for_cause(why) == Status::kSuccess ? Status::kFailure : status_for_cause(why), why, out);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
 Status CallManager::close_call(VcId vc, Time now, CmOutput& out) {
   if (auto it = vcs_info_.find(vc.slot); it != vcs_info_.end() && it->second.pvc && vcs_.rx_vci(vc) != 0)
     return close_pvc_call(vc, it->second, out);
@@ -833,6 +943,9 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
       case MsgType::kStatus:
       case MsgType::kStatusEnquiry:
         return;  // never answer a STATUS with a STATUS
+      case MsgType::kModifyRequest:
+        answer(src, MsgType::kModifyReject, reply_ref, CauseIe{d.cause, 1}, std::nullopt, now, out);
+        return;
       default:
         answer(src, MsgType::kStatus, reply_ref, CauseIe{d.cause, 1}, static_cast<uint8_t>(c->fsm.state()), now,
                out);
@@ -847,6 +960,8 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
       if (c->p2mp) return on_party_message(src, keys, m, now, out);
       break;
   }
+  if (type == MsgType::kModifyRequest || type == MsgType::kModifyAck || type == MsgType::kModifyReject)
+    return on_modify(src, *c, k, m, now, out);
   if (type == MsgType::kSetup) {
     // A second SETUP on a known call (4.2 step 5).
     answer(src, MsgType::kStatus, reply_ref, CauseIe{cause::kMessageNotCompatibleWithState, 1},

@@ -134,6 +134,8 @@ struct ClientEvent {
     kDropPartyComplete,  // R58: the client's drop of `party` finished
     kIncomingDropParty,  // R60: the leaf of `party` left; the client answers with drop_party
     kOidRequest,         // R76/R83: the CM sets `oid` on the client's `af`; answer with oid_request_complete(`request`)
+    kModifyQosComplete,  // R62: the client's modify_call_qos on `vc` finished: `status`, `cause`, `traffic` in force
+    kIncomingQosChange,  // R63: the peer changed the call's FLOWSPECs to `traffic` (the VC runs with them already)
   };
   Kind kind = Kind::kNeighborEvent;
   ClientId client = 0;
@@ -237,6 +239,14 @@ class CallManager {
   // with params_changed (R42).
   [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer, Time now, CmOutput& out,
                                               const std::optional<Traffic>& granted = std::nullopt);
+  // R61/R62: new FLOWSPECs for the call on `vc` (transmit = what we send).
+  // On an active call: MODIFY_REQUEST; kModifyQosComplete follows with what
+  // is in force (the VC re-activated first on success; the old FLOWSPECs
+  // kept on failure, e.g. cause 49 when either link cannot take it). R52:
+  // a callee whose answer pends changes what it will grant, at once.
+  // Errors: kFailure (no such call, or it is not up or being offered),
+  // kClosing (a modify is already under way).
+  [[nodiscard]] Status modify_call_qos(VcId vc, const Traffic& wanted, Time now, CmOutput& out);
   // R64: kPending, then kCloseCallComplete. kFailure when no call or a
   // close is already under way, or (R59) while a multipoint call has more
   // than one party.
@@ -321,6 +331,7 @@ class CallManager {
     bool params_changed = false; // the peer granted less than we asked
     uint64_t reserved_tx = 0, reserved_rx = 0;  // admission: what this call holds of the link
     uint32_t peer_vci = 0;       // the label the VC sends on (for re-activation, R33)
+    std::optional<Traffic> modify_old = {};  // our MODIFY_REQUEST awaits its answer: what was in force
     uint8_t leaf = 0;            // root: the party's index in the VC's leaf set
   };
   struct Key {
@@ -371,6 +382,9 @@ class CallManager {
   [[nodiscard]] static miniport::VcParams vc_params(const Call& c, uint32_t peer_vci);
   // A party message in, as the call machine reads it (ADD_PARTY_ACK is its
   // CONNECT...), and the keys of the parties it is for.
+  // MODIFY_REQUEST / ACK / REJECT on an active point-to-point call (R61-R63).
+  void on_modify(const MacAddress& src, Call& c, const Key& k, const Message& m, Time now, CmOutput& out);
+  void qos_event(const Call& c, ClientEvent::Kind kind, Status status, uint8_t cause, CmOutput& out);
   void on_party_message(const MacAddress& src, const std::vector<Key>& keys, const Message& m, Time now,
                         CmOutput& out);
   // A party message that names its party (ENDPOINT_REF), built by the CM itself.

@@ -406,6 +406,10 @@ Status Node::incoming_call_complete(VcId vc, Status answer, const std::optional<
   return cm_request([&](cm::CmOutput& out) { return cm_->incoming_call_complete(vc, answer, steady_now(), out, granted); });
 }
 
+Status Node::modify_call_qos(VcId vc, const cm::Traffic& wanted) {
+  return cm_request([&](cm::CmOutput& out) { return cm_->modify_call_qos(vc, wanted, steady_now(), out); });
+}
+
 Status Node::close_call(VcId vc) {
   return cm_request([&](cm::CmOutput& out) { return cm_->close_call(vc, steady_now(), out); });
 }

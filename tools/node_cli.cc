@@ -170,6 +170,8 @@ const char* kind_name(cm::ClientEvent::Kind k) {
     case K::kDropPartyComplete: return "drop_party_complete";
     case K::kIncomingDropParty: return "incoming_drop_party";
     case K::kOidRequest: return "oid_request";
+    case K::kModifyQosComplete: return "modify_qos_complete";
+    case K::kIncomingQosChange: return "incoming_qos_change";
   }
   return "unknown";
 }

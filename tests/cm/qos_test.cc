@@ -148,5 +148,101 @@ TEST(Qos, AdmissionRefusesWhatDoesNotFitTheLinkWithCause49) {
   EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kMakeCallComplete)->status, Status::kSuccess);
 }
 
+// R61/R62/R63: either end changes an active call's FLOWSPECs; the peer's
+// VC takes them before its client hears (kIncomingQosChange), the
+// requester's VC before kModifyQosComplete.
+TEST(Qos, R61_R63_ModifyFromEitherSideReshapesBothVcsBeforeTheClientsHear) {
+  Qos q;
+  const VcId vc = q.call(Traffic{guaranteed(1'000'000), FlowSpec{}});
+  q.answer();
+  const VcId vc_b = q.l.last(q.l.ev_b, Ev::kIncomingCall)->vc;
+  CmOutput out;
+  ASSERT_EQ(q.l.a.modify_call_qos(vc, Traffic{guaranteed(2'000'000), FlowSpec{}}, q.l.now, out), Status::kPending);
+  q.l.take(kMacA, out);
+  EXPECT_EQ(q.l.a.modify_call_qos(vc, Traffic{}, q.l.now, out), Status::kClosing) << "one modify at a time";
+  q.l.pump(q.l.now + milliseconds(50));
+  ASSERT_TRUE(q.l.last(q.l.ev_b, Ev::kIncomingQosChange));
+  EXPECT_EQ(q.l.last(q.l.ev_b, Ev::kIncomingQosChange)->traffic.receive.token_rate, 2'000'000u);
+  const ClientEvent* done = q.l.last(q.l.ev_a, Ev::kModifyQosComplete);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->status, Status::kSuccess);
+  EXPECT_FALSE(done->params_changed);
+  auto g = q.l.vcs_a.begin_tx(vc);
+  EXPECT_EQ(g.shape_rate, 2'000'000u);
+  q.l.vcs_a.cancel_tx(vc);
+
+  // Beta now asks to send guaranteed 300 kB/s itself.
+  ASSERT_EQ(q.l.b.modify_call_qos(vc_b, Traffic{guaranteed(300'000), guaranteed(2'000'000)}, q.l.now, out),
+            Status::kPending);
+  q.l.take(kMacB, out);
+  q.l.pump(q.l.now + milliseconds(50));
+  ASSERT_EQ(q.l.last(q.l.ev_b, Ev::kModifyQosComplete)->status, Status::kSuccess);
+  EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kIncomingQosChange)->traffic.receive.token_rate, 300'000u);
+  auto gb = q.l.vcs_b.begin_tx(vc_b);
+  EXPECT_EQ(gb.shape_rate, 300'000u);
+  q.l.vcs_b.cancel_tx(vc_b);
+}
+
+// R62: a change the peer's link cannot take is refused with cause 49 and
+// the old FLOWSPECs stay in force on both VCs; one our own link cannot take
+// is refused without a message.
+TEST(Qos, R62_ARefusedModifyLeavesTheOldParametersInForce) {
+  CmConfig a;
+  a.link_bytes_per_s = 10'000'000;
+  CmConfig b;
+  b.link_bytes_per_s = 3'000'000;
+  Qos q(a, b);
+  const VcId vc = q.call(Traffic{guaranteed(1'000'000), FlowSpec{}});
+  q.answer();
+  CmOutput out;
+  ASSERT_EQ(q.l.a.modify_call_qos(vc, Traffic{guaranteed(5'000'000), FlowSpec{}}, q.l.now, out), Status::kPending);
+  q.l.take(kMacA, out);
+  q.l.pump(q.l.now + milliseconds(50));
+  const ClientEvent* done = q.l.last(q.l.ev_a, Ev::kModifyQosComplete);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->cause, cause::kQosUnavailable);
+  EXPECT_EQ(done->status, Status::kIncompatableQos);
+  EXPECT_EQ(done->traffic.transmit.token_rate, 1'000'000u) << "what stays in force";
+  EXPECT_FALSE(q.l.last(q.l.ev_b, Ev::kIncomingQosChange));
+  auto g = q.l.vcs_a.begin_tx(vc);
+  EXPECT_EQ(g.shape_rate, 1'000'000u);
+  q.l.vcs_a.cancel_tx(vc);
+  // Own link: 10 MB/s out cannot take 11.
+  const size_t frames = q.l.wire.size();
+  ASSERT_EQ(q.l.a.modify_call_qos(vc, Traffic{guaranteed(11'000'000), FlowSpec{}}, q.l.now, out), Status::kPending);
+  q.l.take(kMacA, out);
+  EXPECT_EQ(q.l.wire.size(), frames);
+  EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kModifyQosComplete)->cause, cause::kQosUnavailable);
+  // Room held by a refused change is free again: a 2 MB/s change fits at beta.
+  ASSERT_EQ(q.l.a.modify_call_qos(vc, Traffic{guaranteed(2'000'000), FlowSpec{}}, q.l.now, out), Status::kPending);
+  q.l.take(kMacA, out);
+  q.l.pump(q.l.now + milliseconds(50));
+  EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kModifyQosComplete)->status, Status::kSuccess);
+}
+
+// R52: the callee may change what it will grant while its answer pends; the
+// caller then sees it with CALL_PARAMETERS_CHANGED.
+TEST(Qos, R52_CalleeModifiesWhileItsAnswerPends) {
+  Qos q;
+  const VcId vc = q.call(Traffic{guaranteed(2'000'000), FlowSpec{}});
+  const ClientEvent in = *q.l.last(q.l.ev_b, Ev::kIncomingCall);
+  Traffic mine = in.traffic;
+  mine.receive.token_rate = 700'000;
+  CmOutput out;
+  ASSERT_EQ(q.l.b.modify_call_qos(in.vc, mine, q.l.now, out), Status::kPending);
+  q.l.take(kMacB, out);
+  ASSERT_TRUE(q.l.last(q.l.ev_b, Ev::kModifyQosComplete));
+  EXPECT_EQ(q.l.last(q.l.ev_b, Ev::kModifyQosComplete)->status, Status::kSuccess);
+  q.answer();
+  const ClientEvent* made = q.l.last(q.l.ev_a, Ev::kMakeCallComplete);
+  ASSERT_TRUE(made);
+  EXPECT_EQ(made->status, Status::kSuccess);
+  EXPECT_TRUE(made->params_changed);
+  EXPECT_EQ(made->traffic.transmit.token_rate, 700'000u);
+  auto g = q.l.vcs_a.begin_tx(vc);
+  EXPECT_EQ(g.shape_rate, 700'000u);
+  q.l.vcs_a.cancel_tx(vc);
+}
+
 }  // namespace
 }  // namespace cm
