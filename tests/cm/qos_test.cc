@@ -17,6 +17,20 @@ FlowSpec guaranteed(uint32_t rate, uint32_t bucket = 3000) {
   return f;
 }
 
+CmConfig link(uint64_t bytes_per_s) {
+  CmConfig c;
+  c.link_bytes_per_s = bytes_per_s;
+  return c;
+}
+
+// The token rate a VC's sends are shaped to (0: not shaped; -1: cannot send).
+int64_t shaped_at(miniport::VcTable& t, VcId vc) {
+  const auto g = t.begin_tx(vc);
+  if (g.status != Status::kSuccess) return -1;
+  t.cancel_tx(vc);
+  return g.shape_rate;
+}
+
 struct Qos {
   explicit Qos(CmConfig a = {}, CmConfig b = {}) : l(a, b) {
     l.start();
@@ -62,16 +76,13 @@ TEST(Qos, R44_FlowspecsReachTheCalleeFromItsSideAndShapeTheCallersVc) {
   EXPECT_EQ(made->status, Status::kSuccess);
   EXPECT_EQ(made->traffic, asked);
   EXPECT_FALSE(made->params_changed);
-  auto g = q.l.vcs_a.begin_tx(vc);
+  EXPECT_EQ(shaped_at(q.l.vcs_a, vc), 1'000'000);
+  const auto g = q.l.vcs_a.begin_tx(vc);
   ASSERT_EQ(g.status, Status::kSuccess);
-  EXPECT_EQ(g.shape_rate, 1'000'000u);
-  EXPECT_EQ(g.shape_bucket, 3000u);
+  EXPECT_EQ(g.shape_bucket, 3000u) << "the FLOWSPEC's bucket";
   q.l.vcs_a.cancel_tx(vc);
   // Beta sends best effort: not shaped.
-  auto gb = q.l.vcs_b.begin_tx(in->vc);
-  ASSERT_EQ(gb.status, Status::kSuccess);
-  EXPECT_EQ(gb.shape_rate, 0u);
-  q.l.vcs_b.cancel_tx(in->vc);
+  EXPECT_EQ(shaped_at(q.l.vcs_b, in->vc), 0);
 }
 
 // R42: the callee may grant less; the caller sees the granted FLOWSPEC with
@@ -94,9 +105,7 @@ TEST(Qos, R42_TheCalleeLowersTheRateAndTheCallerSeesParametersChanged) {
   EXPECT_EQ(made->status, Status::kSuccess);
   EXPECT_TRUE(made->params_changed);
   EXPECT_EQ(made->traffic.transmit.token_rate, 500'000u);
-  auto g = q.l.vcs_a.begin_tx(vc);
-  EXPECT_EQ(g.shape_rate, 500'000u) << "shaped to what was granted";
-  q.l.vcs_a.cancel_tx(vc);
+  EXPECT_EQ(shaped_at(q.l.vcs_a, vc), 500'000) << "shaped to what was granted";
 }
 
 // Admission per link and direction: guaranteed and controlled-load rates add
@@ -104,11 +113,7 @@ TEST(Qos, R42_TheCalleeLowersTheRateAndTheCallerSeesParametersChanged) {
 // the caller's CM or the callee's; best effort always fits; a closed call
 // gives its share back.
 TEST(Qos, AdmissionRefusesWhatDoesNotFitTheLinkWithCause49) {
-  CmConfig a;
-  a.link_bytes_per_s = 10'000'000;
-  CmConfig b;
-  b.link_bytes_per_s = 5'000'000;
-  Qos q(a, b);
+  Qos q(link(10'000'000), link(5'000'000));
   const VcId first = q.call(Traffic{guaranteed(4'000'000), FlowSpec{}});
   q.answer();
   ASSERT_EQ(q.l.last(q.l.ev_a, Ev::kMakeCallComplete)->status, Status::kSuccess);
@@ -167,9 +172,7 @@ TEST(Qos, R61_R63_ModifyFromEitherSideReshapesBothVcsBeforeTheClientsHear) {
   ASSERT_TRUE(done);
   EXPECT_EQ(done->status, Status::kSuccess);
   EXPECT_FALSE(done->params_changed);
-  auto g = q.l.vcs_a.begin_tx(vc);
-  EXPECT_EQ(g.shape_rate, 2'000'000u);
-  q.l.vcs_a.cancel_tx(vc);
+  EXPECT_EQ(shaped_at(q.l.vcs_a, vc), 2'000'000);
 
   // Beta now asks to send guaranteed 300 kB/s itself.
   ASSERT_EQ(q.l.b.modify_call_qos(vc_b, Traffic{guaranteed(300'000), guaranteed(2'000'000)}, q.l.now, out),
@@ -178,20 +181,14 @@ TEST(Qos, R61_R63_ModifyFromEitherSideReshapesBothVcsBeforeTheClientsHear) {
   q.l.pump(q.l.now + milliseconds(50));
   ASSERT_EQ(q.l.last(q.l.ev_b, Ev::kModifyQosComplete)->status, Status::kSuccess);
   EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kIncomingQosChange)->traffic.receive.token_rate, 300'000u);
-  auto gb = q.l.vcs_b.begin_tx(vc_b);
-  EXPECT_EQ(gb.shape_rate, 300'000u);
-  q.l.vcs_b.cancel_tx(vc_b);
+  EXPECT_EQ(shaped_at(q.l.vcs_b, vc_b), 300'000);
 }
 
 // R62: a change the peer's link cannot take is refused with cause 49 and
 // the old FLOWSPECs stay in force on both VCs; one our own link cannot take
 // is refused without a message.
 TEST(Qos, R62_ARefusedModifyLeavesTheOldParametersInForce) {
-  CmConfig a;
-  a.link_bytes_per_s = 10'000'000;
-  CmConfig b;
-  b.link_bytes_per_s = 3'000'000;
-  Qos q(a, b);
+  Qos q(link(10'000'000), link(3'000'000));
   const VcId vc = q.call(Traffic{guaranteed(1'000'000), FlowSpec{}});
   q.answer();
   CmOutput out;
@@ -204,9 +201,7 @@ TEST(Qos, R62_ARefusedModifyLeavesTheOldParametersInForce) {
   EXPECT_EQ(done->status, Status::kIncompatableQos);
   EXPECT_EQ(done->traffic.transmit.token_rate, 1'000'000u) << "what stays in force";
   EXPECT_FALSE(q.l.last(q.l.ev_b, Ev::kIncomingQosChange));
-  auto g = q.l.vcs_a.begin_tx(vc);
-  EXPECT_EQ(g.shape_rate, 1'000'000u);
-  q.l.vcs_a.cancel_tx(vc);
+  EXPECT_EQ(shaped_at(q.l.vcs_a, vc), 1'000'000);
   // Own link: 10 MB/s out cannot take 11.
   const size_t frames = q.l.wire.size();
   ASSERT_EQ(q.l.a.modify_call_qos(vc, Traffic{guaranteed(11'000'000), FlowSpec{}}, q.l.now, out), Status::kPending);
@@ -239,9 +234,7 @@ TEST(Qos, R52_CalleeModifiesWhileItsAnswerPends) {
   EXPECT_EQ(made->status, Status::kSuccess);
   EXPECT_TRUE(made->params_changed);
   EXPECT_EQ(made->traffic.transmit.token_rate, 700'000u);
-  auto g = q.l.vcs_a.begin_tx(vc);
-  EXPECT_EQ(g.shape_rate, 700'000u);
-  q.l.vcs_a.cancel_tx(vc);
+  EXPECT_EQ(shaped_at(q.l.vcs_a, vc), 700'000);
 }
 
 }  // namespace
