@@ -90,7 +90,7 @@ ClientEvent CallManager::oid_request(AfOpenId af, uint32_t oid) {
   e.address_family = kCoemuAf;
   e.oid = oid;
   e.request = next_request_++;
-  client_oids_[e.request] = ClientOid{e.client, af, oid};
+  client_oids_[e.request] = af;
   ++c_.client_oids_sent;
   return e;
 }
@@ -108,8 +108,12 @@ Status CallManager::close_af(AfOpenId af) {
   auto r = afs_.close(af);
   if (!r) return r.error();
   if (r->pending) return Status::kPending;
-  std::erase_if(client_oids_, [&](const auto& kv) { return kv.second.af == af; });  // answers now go nowhere
+  forget_oids(af);
   return Status::kSuccess;
+}
+
+void CallManager::forget_oids(AfOpenId af) {
+  std::erase_if(client_oids_, [&](const auto& kv) { return kv.second == af; });
 }
 
 void CallManager::notify_close_afs(CmOutput& out) {
@@ -128,7 +132,7 @@ void CallManager::notify_close_afs(CmOutput& out) {
 
 void CallManager::settle_closes(CmOutput& out) {
   afs_.poll_closes([&](AfOpenId id, uint64_t client) {
-    std::erase_if(client_oids_, [&](const auto& kv) { return kv.second.af == id; });  // answers now go nowhere
+    forget_oids(id);
     ClientEvent e{ClientEvent::Kind::kCloseAfComplete};
     e.client = client;
     e.af = id;
@@ -340,10 +344,8 @@ Status CallManager::start_call(VcId vc, std::string_view called, const SapSpec& 
   if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0 || !afs_.usable(it->second.af)) return Status::kFailure;
   if (it->second.call || it->second.pvc || it->second.root) return Status::kCallActive;
   const std::string addr(called);
-  if (!valid_node_address(bytes(addr))) return Status::kInvalidAddress;
-  if (!valid_sap(SapValue{sap.type, sap.value})) return Status::kInvalidData;
-  auto mac = neighbors_.lookup(addr);
-  if (!mac) return Status::kInvalidAddress;  // no HELLO from such a node
+  auto mac = resolve_called(addr, sap);
+  if (!mac) return mac.error();
   if (!fits(traffic)) {
     // Admission: the link cannot carry it next to what calls hold (cause 49).
     ClientEvent e{ClientEvent::Kind::kMakeCallComplete};
@@ -381,6 +383,14 @@ Status CallManager::start_call(VcId vc, std::string_view called, const SapSpec& 
   return Status::kPending;
 }
 
+Result<MacAddress> CallManager::resolve_called(const std::string& addr, const SapSpec& sap) const {
+  if (!valid_node_address(bytes(addr))) return miniport::fail(Status::kInvalidAddress);
+  if (!valid_sap(SapValue{sap.type, sap.value})) return miniport::fail(Status::kInvalidData);
+  auto mac = neighbors_.lookup(addr);
+  if (!mac) return miniport::fail(Status::kInvalidAddress);  // no HELLO from such a node
+  return *mac;
+}
+
 Result<uint32_t> CallManager::add_party(VcId vc, std::string_view called, const SapSpec& sap, Time now,
                                         CmOutput& out) {
   auto it = vcs_info_.find(vc.slot);
@@ -397,16 +407,13 @@ Result<uint32_t> CallManager::add_party(VcId vc, std::string_view called, const 
   if (!up) return miniport::fail(Status::kFailure);  // R56: on a call that is up
   if (v.parties.size() >= miniport::kMaxLeaves) return miniport::fail(Status::kResources);
   const std::string addr(called);
-  if (!valid_node_address(bytes(addr))) return miniport::fail(Status::kInvalidAddress);
-  if (!valid_sap(SapValue{sap.type, sap.value})) return miniport::fail(Status::kInvalidData);
-  auto mac = neighbors_.lookup(addr);
-  if (!mac) return miniport::fail(Status::kInvalidAddress);
+  const MacAddress mac = COEMU_TRY(resolve_called(addr, sap));
   uint16_t e = v.next_endpoint;
-  while (calls_.contains(Key{*mac, v.root_ref, true, e})) ++e;  // endpoint numbers wrap after 65535 parties
+  while (calls_.contains(Key{mac, v.root_ref, true, e})) ++e;  // endpoint numbers wrap after 65535 parties
   v.next_endpoint = static_cast<uint16_t>(e + 1);
-  const Key k{*mac, v.root_ref, true, e};
+  const Key k{mac, v.root_ref, true, e};
   CallActions acts;
-  Call c{CallFsm::outgoing(v.root_ref, now, cfg_.timers, acts), *mac, addr, v.root_ref, true, vc, v.client, v.af,
+  Call c{CallFsm::outgoing(v.root_ref, now, cfg_.timers, acts), mac, addr, v.root_ref, true, vc, v.client, v.af,
          false, sap, {}};
   c.p2mp = true;
   c.endpoint = e;
@@ -471,8 +478,7 @@ std::vector<CallManager::Key> CallManager::keys_of_call(const MacAddress& peer, 
   return keys;
 }
 
-std::optional<MsgType> CallManager::party_wire_type(const Call& c, const Key& k, MsgType t) const {
-  (void)k;
+std::optional<MsgType> CallManager::party_wire_type(const Call& c, MsgType t) {
   switch (t) {
     case MsgType::kSetup: return c.via_add_party ? MsgType::kAddParty : MsgType::kSetup;
     case MsgType::kConnect: return c.via_add_party ? MsgType::kAddPartyAck : MsgType::kConnect;
@@ -486,7 +492,7 @@ std::optional<MsgType> CallManager::party_wire_type(const Call& c, const Key& k,
   }
 }
 
-ClientEvent::Kind CallManager::root_party_event(const Call& c, const Key&, CallIndication i) const {
+ClientEvent::Kind CallManager::root_party_event(const Call& c, CallIndication i) const {
   switch (i) {
     case CallIndication::kMakeCallComplete:
       return c.via_add_party ? ClientEvent::Kind::kAddPartyComplete : ClientEvent::Kind::kMakeCallComplete;
@@ -598,9 +604,7 @@ Status CallManager::modify_call_qos(VcId vc, const Traffic& wanted, Time now, Cm
   return Status::kPending;
 }
 
-void CallManager::on_modify(const MacAddress& src, Call& c, const Key& k, const Message& m, Time now,
-                            CmOutput& out) {
-  (void)k;
+void CallManager::on_modify(const MacAddress& src, Call& c, const Message& m, Time now, CmOutput& out) {
   const uint32_t reply_ref = m.call_ref ^ kCallRefToOriginator;
   switch (m.type) {
     case MsgType::kModifyRequest: {
@@ -698,7 +702,7 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
         Message m;
         m.type = a.msg;
         if (c->p2mp) {
-          auto t = party_wire_type(*c, k, a.msg);
+          auto t = party_wire_type(*c, a.msg);
           if (!t) break;
           // T399: an ADD_PARTY nobody answered is withdrawn with DROP_PARTY.
           if (c->originated && c->via_add_party && *t == MsgType::kReleaseComplete && a.cause &&
@@ -753,7 +757,7 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
           case CallIndication::kCloseComplete: e.kind = ClientEvent::Kind::kCloseCallComplete; break;
         }
         if (c->p2mp && c->originated) {
-          e.kind = root_party_event(*c, k, a.indication);
+          e.kind = root_party_event(*c, a.indication);
           e.party = c->party;
         }
         e.multipoint = c->p2mp;
@@ -961,7 +965,7 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
       break;
   }
   if (type == MsgType::kModifyRequest || type == MsgType::kModifyAck || type == MsgType::kModifyReject)
-    return on_modify(src, *c, k, m, now, out);
+    return on_modify(src, *c, m, now, out);
   if (type == MsgType::kSetup) {
     // A second SETUP on a known call (4.2 step 5).
     answer(src, MsgType::kStatus, reply_ref, CauseIe{cause::kMessageNotCompatibleWithState, 1},

@@ -370,6 +370,9 @@ class CallManager {
   Status close_pvc_call(VcId vc, VcInfo& info, CmOutput& out);
 
   void run(const Key& k, CallActions& acts, Time now, CmOutput& out);
+  // The called node and SAP of a make-call or add-party: the peer's MAC, or
+  // kInvalidAddress (bad or unknown node address) / kInvalidData (bad SAP).
+  Result<MacAddress> resolve_called(const std::string& addr, const SapSpec& sap) const;
   Status start_call(VcId vc, std::string_view called, const SapSpec& sap, bool multipoint, Time now, CmOutput& out,
                     const Traffic& traffic = {});
   // Admission (QoS): whether `t` fits the link next to what calls hold
@@ -383,7 +386,7 @@ class CallManager {
   // A party message in, as the call machine reads it (ADD_PARTY_ACK is its
   // CONNECT...), and the keys of the parties it is for.
   // MODIFY_REQUEST / ACK / REJECT on an active point-to-point call (R61-R63).
-  void on_modify(const MacAddress& src, Call& c, const Key& k, const Message& m, Time now, CmOutput& out);
+  void on_modify(const MacAddress& src, Call& c, const Message& m, Time now, CmOutput& out);
   void qos_event(const Call& c, ClientEvent::Kind kind, Status status, uint8_t cause, CmOutput& out);
   void on_party_message(const MacAddress& src, const std::vector<Key>& keys, const Message& m, Time now,
                         CmOutput& out);
@@ -392,9 +395,9 @@ class CallManager {
                     Time now, CmOutput& out);
   // The message type a party's machine asked for, as it goes on the wire
   // (nullopt: not sent, e.g. CONNECT_ACK to an ADD_PARTY_ACK).
-  std::optional<MsgType> party_wire_type(const Call& c, const Key& k, MsgType fsm_type) const;
+  static std::optional<MsgType> party_wire_type(const Call& c, MsgType fsm_type);
   // What the client of a root party is told for the machine's indication.
-  ClientEvent::Kind root_party_event(const Call& c, const Key& k, CallIndication i) const;
+  ClientEvent::Kind root_party_event(const Call& c, CallIndication i) const;
   // Live parties of the root call on `vc` other than `except` not already
   // leaving on the peer's word.
   size_t other_live_parties(const VcInfo& v, uint32_t except) const;
@@ -424,12 +427,9 @@ class CallManager {
   std::map<uint32_t, AfOpenId> sap_af_;  // by SAP slot
   std::map<uint32_t, Pvc> pvcs_;         // configured PVCs by rx label (R68)
   std::map<uint32_t, Key> parties_;      // root parties by handle
-  struct ClientOid {
-    ClientId client = 0;
-    AfOpenId af;
-    uint32_t oid = 0;
-  };
-  std::map<uint64_t, ClientOid> client_oids_;  // outstanding CM -> client requests
+  std::map<uint64_t, AfOpenId> client_oids_;  // outstanding CM -> client requests, with their AF
+  // A closed AF's requests: their answers now go nowhere.
+  void forget_oids(AfOpenId af);
   uint64_t next_request_ = 1;
   std::vector<ClientEvent> deferred_;          // events of requests without an output (open_af), sent at on_timer
   // An OID set to the client of `af` (R76: AF set from the CM).

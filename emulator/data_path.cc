@@ -175,6 +175,18 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
   Worker& w = *workers_[workers_.size() == 1 ? 0 : vc.slot % workers_.size()];
   size_t taken = 0;
   std::array<TxItem, kMaxBatch> items;
+  // Room for a multipoint root's leaves, made once per call rather than per
+  // packet (its 64 targets are value-initialised).
+  std::array<miniport::LeafTarget, miniport::kMaxLeaves> leaves;
+  // Items [from, to) of this batch did not go: undo them, and the packets go
+  // back to the caller untouched.
+  auto give_back = [&](size_t from, size_t to) {
+    for (size_t j = from; j < to; ++j) {
+      TxItem& back = items[j];
+      if (back.status == Status::kSuccess) mp_.cancel_tx(back.vc, back.len);
+      packets[taken + j].buf = pool_->adopt(back.buf, packets[taken + j].buf.size());
+    }
+  };
   while (taken < packets.size()) {
     size_t chunk = std::min<size_t>(packets.size() - taken, kMaxBatch);
     // An empty buffer ends the batch: there is nothing to send or to free.
@@ -191,7 +203,6 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
       TxItem& it = items[i];
       it.vc = vc;
       it.cookie = p.cookie;
-      std::array<miniport::LeafTarget, miniport::kMaxLeaves> leaves;
       miniport::Miniport::TxInfo info{.leaves = leaves};
       auto n = mp_.frame_tx(vc, std::span(p.buf.data(), p.buf.capacity()), p.buf.size(), &info);
       it.shape_rate = info.shape_rate;
@@ -202,11 +213,7 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
         // packet with its copies as one group (their order kept).
         const size_t before = i ? w.send_items(std::span(items).first(i)) : 0;
         if (before < i || !send_multipoint(w, vc, p, std::span(leaves).first(nleaves), *n)) {
-          for (size_t j = before; j < i; ++j) {
-            TxItem& back = items[j];
-            if (back.status == Status::kSuccess) mp_.cancel_tx(back.vc, back.len);
-            packets[taken + j].buf = pool_->adopt(back.buf, packets[taken + j].buf.size());
-          }
+          give_back(before, i);
           mp_.cancel_tx(vc, *n);  // this packet stays the caller's too
           mp_.count_tx_ring_full();
           return taken + before;
@@ -228,12 +235,7 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
     }
     if (chunk == 0) continue;  // a multipoint send went on its own
     const size_t pushed = w.send_items(std::span(items).first(chunk));
-    for (size_t i = pushed; i < chunk; ++i) {
-      // Ring full: undo, and hand the packet back to the caller untouched.
-      TxItem& it = items[i];
-      if (it.status == Status::kSuccess) mp_.cancel_tx(it.vc, it.len);
-      packets[taken + i].buf = pool_->adopt(it.buf, packets[taken + i].buf.size());
-    }
+    give_back(pushed, chunk);  // ring full
     taken += pushed;
     if (pushed < chunk) {
       mp_.count_tx_ring_full();
