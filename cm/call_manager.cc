@@ -29,13 +29,15 @@ void CallManager::unreserve(Call& c) {
   c.reserved_tx = c.reserved_rx = 0;
 }
 
-void CallManager::reserve(Call& c, const Traffic& t) {
+void CallManager::reserve(Call& c, uint64_t tx, uint64_t rx) {
   unreserve(c);
-  c.reserved_tx = reserved_rate(t.transmit);
-  c.reserved_rx = reserved_rate(t.receive);
-  reserved_tx_ += c.reserved_tx;
-  reserved_rx_ += c.reserved_rx;
+  c.reserved_tx = tx;
+  c.reserved_rx = rx;
+  reserved_tx_ += tx;
+  reserved_rx_ += rx;
 }
+
+void CallManager::reserve(Call& c, const Traffic& t) { reserve(c, reserved_rate(t.transmit), reserved_rate(t.receive)); }
 
 miniport::VcParams CallManager::vc_params(const Call& c, uint32_t peer_vci) {
   miniport::VcParams p{.peer = c.peer, .tx_vci = peer_vci};
@@ -590,11 +592,11 @@ Status CallManager::modify_call_qos(VcId vc, const Traffic& wanted, Time now, Cm
     return Status::kPending;
   }
   // Held while the peer decides, so no other call takes the room meanwhile.
+  // (The larger of what each holds of the link, whatever its service type:
+  // the old FLOWSPECs stay in force until the answer.)
   c->modify_old = c->traffic;
-  Traffic held = wanted;
-  held.transmit.token_rate = std::max(wanted.transmit.token_rate, c->traffic.transmit.token_rate);
-  held.receive.token_rate = std::max(wanted.receive.token_rate, c->traffic.receive.token_rate);
-  reserve(*c, held);
+  reserve(*c, std::max(reserved_rate(c->traffic.transmit), reserved_rate(wanted.transmit)),
+          std::max(reserved_rate(c->traffic.receive), reserved_rate(wanted.receive)));
   c->traffic = wanted;  // what we asked for, until the answer
   Message m;
   m.type = MsgType::kModifyRequest;

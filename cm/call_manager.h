@@ -379,6 +379,7 @@ class CallManager {
   // besides `c` (if given); reserve() moves c's holding to t.
   [[nodiscard]] bool fits(const Traffic& t, const Call* c = nullptr) const;
   void reserve(Call& c, const Traffic& t);
+  void reserve(Call& c, uint64_t tx, uint64_t rx);  // bytes/s of the link in each direction
   void unreserve(Call& c);
   // The VC parameters of a call's VC: shaped to its transmit FLOWSPEC when
   // that is guaranteed or controlled load.

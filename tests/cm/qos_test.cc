@@ -215,6 +215,27 @@ TEST(Qos, R62_ARefusedModifyLeavesTheOldParametersInForce) {
   EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kModifyQosComplete)->status, Status::kSuccess);
 }
 
+// While a change waits for the peer, the call keeps the room of its old
+// FLOWSPECs (still in force), even when it asks for best effort.
+TEST(Qos, R62_APendingModifyKeepsItsOldRoom) {
+  Qos q(link(2'000'000), link(10'000'000));
+  const VcId vc = q.call(Traffic{guaranteed(1'500'000), FlowSpec{}});
+  q.answer();
+  CmOutput out;
+  ASSERT_EQ(q.l.a.modify_call_qos(vc, Traffic{}, q.l.now, out), Status::kPending);
+  q.l.take(kMacA, out);  // MODIFY_REQUEST sent, not yet answered
+  VcId other = *q.l.a.create_vc(q.af_a);
+  ASSERT_EQ(q.l.a.make_call(other, "beta", kSap42, q.l.now, out, Traffic{guaranteed(1'000'000), FlowSpec{}}),
+            Status::kPending);
+  q.l.take(kMacA, out);
+  ASSERT_TRUE(q.l.last(q.l.ev_a, Ev::kMakeCallComplete));
+  EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kMakeCallComplete)->vc, other);
+  EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kMakeCallComplete)->cause, cause::kQosUnavailable) << "1.5 MB/s is still held";
+  q.l.pump(q.l.now + milliseconds(50));
+  EXPECT_EQ(q.l.last(q.l.ev_a, Ev::kModifyQosComplete)->status, Status::kSuccess);
+  EXPECT_EQ(shaped_at(q.l.vcs_a, vc), 0) << "best effort now";
+}
+
 // R52: the callee may change what it will grant while its answer pends; the
 // caller then sees it with CALL_PARAMETERS_CHANGED.
 TEST(Qos, R52_CalleeModifiesWhileItsAnswerPends) {
