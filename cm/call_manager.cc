@@ -1110,6 +1110,21 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
   run(k, acts, now, out);
 }
 
+bool CallManager::on_vc_status(const miniport::StatusIndication& ind, CmOutput& out) {
+  auto it = vcs_info_.find(ind.vc.slot);
+  if (it == vcs_info_.end() || vcs_.owner(ind.vc) == 0) return false;  // deleted meanwhile
+  ++c_.vc_indications;
+  ClientEvent e{ClientEvent::Kind::kVcStatus};
+  e.client = it->second.client;
+  e.af = it->second.af;
+  e.vc = ind.vc;
+  e.indication = static_cast<uint32_t>(ind.code);
+  e.errors = ind.errors;
+  e.dropped = ind.dropped;
+  out.events.push_back(std::move(e));
+  return true;
+}
+
 void CallManager::on_link(bool up, Time now, CmOutput& out) {
   if (up == link_up_) return;
   link_up_ = up;

@@ -136,6 +136,7 @@ struct ClientEvent {
     kOidRequest,         // R76/R83: the CM sets `oid` on the client's `af`; answer with oid_request_complete(`request`)
     kModifyQosComplete,  // R62: the client's modify_call_qos on `vc` finished: `status`, `cause`, `traffic` in force
     kIncomingQosChange,  // R63: the peer changed the call's FLOWSPECs to `traffic` (the VC runs with them already)
+    kVcStatus,           // R84: the miniport's `indication` for `vc` (only this VC's client hears it); `errors`, `dropped`
   };
   Kind kind = Kind::kNeighborEvent;
   ClientId client = 0;
@@ -152,6 +153,9 @@ struct ClientEvent {
   uint32_t party = 0;      // point-to-multipoint root: the party handle (0: none)
   bool multipoint = false;  // kIncomingCall: a party of a point-to-multipoint call (we are a leaf)
   uint32_t oid = 0;         // kOidRequest
+  uint32_t indication = 0;  // kVcStatus: the NDIS status code (miniport::Indication)
+  uint32_t errors = 0;      // kVcStatus: miniport::vc_error bits
+  uint64_t dropped = 0;     // kVcStatus: the VC's receive losses so far
   uint64_t request = 0;     // kOidRequest: the id its completion names
   // kIncomingCall, kMakeCallComplete: the call's FLOWSPECs as this client
   // sees them (transmit = what it sends); params_changed (R42,
@@ -172,6 +176,7 @@ struct CmCounters {
   uint64_t status_sent = 0;
   uint64_t client_oids_sent = 0;       // OID requests the CM made of its clients
   uint64_t client_oids_completed = 0;  // ... and their completions (R77)
+  uint64_t vc_indications = 0;         // VC-scoped status indications on this CM's VCs (R84)
 };
 
 class CallManager {
@@ -293,6 +298,10 @@ class CallManager {
   // link went down is sent RESTART for all calls, so it clears its side too.
   void on_link(bool up, Time now, CmOutput& out);
   [[nodiscard]] bool link_up() const noexcept { return link_up_; }
+  // R84: a VC-scoped indication from the miniport. The CM, sharing the VC,
+  // counts it and passes it to the VC's client alone (kVcStatus). False
+  // when the VC is not (or no longer) one of this CM's.
+  bool on_vc_status(const miniport::StatusIndication& ind, CmOutput& out);
 
   // ---- wire and time ----
   void on_sig_frame(const MacAddress& src, std::span<const uint8_t> payload, Time now, CmOutput& out);

@@ -587,7 +587,7 @@ void DataPath::Worker::sort(std::span<const uint8_t> frame, BufRef* buf, size_t&
     case RxKind::kDrop: break;
     case RxKind::kData:
       if (!buf) {
-        mp_.rx_drop_after_lookup(v, /*pool_empty=*/true);
+        if (auto ind = mp_.rx_drop_after_lookup(v, /*pool_empty=*/true)) h_.on_status(*ind);
         break;
       }
       mp_.rx_handed_over(v);

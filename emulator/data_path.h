@@ -99,7 +99,10 @@ class DataPathHandler {
   // After a receive batch that held SIG frames, once its DATA frames have
   // been indicated: the handler may do the signaling work here.
   virtual void on_signaling_done() {}
-  // R84/R85: link state changes.
+  // R84/R85: link state changes (no VC), and VC-scoped indications such as
+  // a VC's receive losses (for its owner and call manager only). A VC
+  // indicates again only after vcs().rearm_status(vc): call it once the
+  // indication has been delivered.
   virtual void on_status(const miniport::StatusIndication& ind) { (void)ind; }
 };
 

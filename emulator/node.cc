@@ -313,6 +313,17 @@ void Node::on_send_complete(std::span<const TxCompletion> done) {
 }
 
 void Node::on_status(const miniport::StatusIndication& ind) {
+  if (ind.vc.valid()) {
+    // R84: a VC's indication goes to its CM, which hands it to the VC's
+    // client alone. The VC may indicate again once this one is delivered.
+    post([this, ind] {
+      cm::CmOutput out;
+      (void)cm_->on_vc_status(ind, out);
+      emit(out);
+      mp_.vcs().rearm_status(ind.vc);
+    });
+    return;
+  }
   // R84: a link-state indication reaches every client, then the CM, which
   // clears the calls when the link goes down (R85).
   post([this, ind] {

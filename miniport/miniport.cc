@@ -78,9 +78,14 @@ void Miniport::rx_handed_over(const RxVerdict& v) noexcept {
   vcs_.rx_delivered(v.hit.id, v.payload_len);
 }
 
-void Miniport::rx_drop_after_lookup(const RxVerdict& v, bool pool_empty) noexcept {
+std::optional<StatusIndication> Miniport::rx_drop_after_lookup(const RxVerdict& v, bool pool_empty) noexcept {
   bump(pool_empty ? c_.rx_pool_empty : c_.rx_ring_full);
   vcs_.rx_dropped(v.hit.id);
+  if (!vcs_.take_status(v.hit.id)) return std::nullopt;
+  StatusIndication ind{Indication::kVcReceiveError, link_up(), 0, v.hit.id};
+  ind.errors = vc_error::kBufferOverrun;
+  ind.dropped = vcs_.counters(v.hit.id).rx_dropped;
+  return ind;
 }
 
 Result<size_t> Miniport::frame_tx(VcId vc, std::span<uint8_t> buf, size_t payload_len, TxInfo* info) noexcept {

@@ -27,13 +27,26 @@ enum class Indication : uint32_t {
   kResetEnd = 0x40010005,
   kMediaConnect = 0x4001000B,     // NDIS 5 name of link up
   kMediaDisconnect = 0x4001000C,  // NDIS 5 name of link down
+  // NDIS_STATUS_WAN_CO_FRAGMENT: frames received for one VC were lost;
+  // `errors` says why (the NDIS_WAN_CO_FRAGMENT bits below).
+  kVcReceiveError = 0x40010015,
   kLinkState = 0x40010017,        // NDIS 6: NDIS_LINK_STATE follows
 };
 
+// NDIS_WAN_CO_FRAGMENT.Errors bits (ndiswan.h WAN_ERROR_*).
+namespace vc_error {
+inline constexpr uint32_t kBufferOverrun = 0x08;  // no receive buffer was free
+}  // namespace vc_error
+
+// One NdisMCoIndicateStatusEx. Without a VC it concerns the adapter and
+// reaches every client; with one, only that VC's client and CM (R84).
 struct StatusIndication {
   Indication code = Indication::kLinkState;
   bool link_up = false;
   uint64_t speed_bps = 0;  // both directions
+  VcId vc = {};            // valid: VC-scoped
+  uint32_t errors = 0;     // kVcReceiveError
+  uint64_t dropped = 0;    // kVcReceiveError: the VC's receive losses so far
 };
 
 // OIDs answered here (ntddndis.h values, condis-spec R81).
@@ -119,8 +132,10 @@ class Miniport {
   // the owner gives it back) or rx_drop_after_lookup().
   [[nodiscard]] RxVerdict classify(std::span<const uint8_t> frame) noexcept;
   void rx_handed_over(const RxVerdict& v) noexcept;
-  // A kData frame that could not be handed to its owner (ring full, no buffer).
-  void rx_drop_after_lookup(const RxVerdict& v, bool pool_empty) noexcept;
+  // A kData frame that could not be handed to its owner (ring full, no
+  // buffer). Returns a VC-scoped kVcReceiveError to indicate when the VC's
+  // status is armed (VcTable::take_status): one per loss episode, not per frame.
+  [[nodiscard]] std::optional<StatusIndication> rx_drop_after_lookup(const RxVerdict& v, bool pool_empty) noexcept;
 
   // Sender: writes the Ethernet and DATA headers for vc in front of a
   // payload already at buf[kFramePayloadOffset, +payload_len). On success the

@@ -35,6 +35,7 @@ struct alignas(kCacheLine) VcTable::Slot {
   std::atomic<uint64_t> rx_frames{0}, rx_bytes{0}, tx_frames{0}, tx_bytes{0}, rx_dropped{0}, tx_refused{0};
   std::atomic<Leaves*> leaves{nullptr};
   std::atomic<uint32_t> leaf_count{0};
+  std::atomic<bool> status_armed{true};  // the next receive loss may be indicated (R84)
   // Control-only.
   uint16_t label_gen = 1;
   uint32_t pvc_vci = 0;
@@ -149,6 +150,7 @@ Result<VcId> VcTable::create(uint64_t owner) {
   s.owner.store(owner, std::memory_order_relaxed);
   for (auto* c : {&s.rx_frames, &s.rx_bytes, &s.tx_frames, &s.tx_bytes, &s.rx_dropped, &s.tx_refused})
     c->store(0, std::memory_order_relaxed);
+  s.status_armed.store(true, std::memory_order_relaxed);
   s.state.store(static_cast<uint8_t>(VcState::kInactive), std::memory_order_release);
   ++in_use_;
   return VcId{idx, s.gen.load(std::memory_order_relaxed)};
@@ -416,6 +418,17 @@ void VcTable::rx_dropped(VcId id) noexcept {
     s->rx_dropped.fetch_add(1, std::memory_order_relaxed);
     s->rx_outstanding.fetch_sub(1, std::memory_order_release);
   }
+}
+
+bool VcTable::take_status(VcId id) noexcept {
+  Slot* s = slot_ptr(id.slot);
+  return s && s->gen.load(std::memory_order_acquire) == id.gen &&
+         s->status_armed.exchange(false, std::memory_order_acq_rel);
+}
+
+void VcTable::rearm_status(VcId id) noexcept {
+  Slot* s = slot_ptr(id.slot);
+  if (s && s->gen.load(std::memory_order_acquire) == id.gen) s->status_armed.store(true, std::memory_order_release);
 }
 
 void VcTable::rx_returned(VcId id, uint32_t n) noexcept {

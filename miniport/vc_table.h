@@ -155,6 +155,11 @@ class VcTable {
   void rx_delivered(VcId id, uint64_t bytes) noexcept;
   void rx_dropped(VcId id) noexcept;   // also returns the receive
   void rx_returned(VcId id, uint32_t n = 1) noexcept;
+  // VC-scoped status (R84) without a flood: take_status() says whether a
+  // loss on this VC may be indicated now (true once, until rearm_status(),
+  // which the indication's receiver calls once it has been delivered).
+  [[nodiscard]] bool take_status(VcId id) noexcept;
+  void rearm_status(VcId id) noexcept;
 
   // ---- senders (any thread, lock-free) ----
 

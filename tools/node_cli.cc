@@ -172,6 +172,7 @@ const char* kind_name(cm::ClientEvent::Kind k) {
     case K::kOidRequest: return "oid_request";
     case K::kModifyQosComplete: return "modify_qos_complete";
     case K::kIncomingQosChange: return "incoming_qos_change";
+    case K::kVcStatus: return "vc_status";
   }
   return "unknown";
 }
@@ -194,6 +195,11 @@ std::string describe(const cm::ClientEvent& e, bool json) {
     if (e.party) j["party"] = e.party;
     if (e.multipoint) j["multipoint"] = true;
     if (e.oid) j["oid"] = fmt::format("0x{:08X}", e.oid);
+    if (e.kind == cm::ClientEvent::Kind::kVcStatus) {
+      j["indication"] = fmt::format("0x{:08X}", e.indication);
+      j["errors"] = e.errors;
+      j["dropped"] = e.dropped;
+    }
     return j.dump();
   }
   switch (e.kind) {
@@ -222,6 +228,10 @@ std::string describe(const cm::ClientEvent& e, bool json) {
                                status_with_cause(e.status, e.cause));
     case K::kDropPartyComplete: return fmt::format("party {} dropped", e.party);
     case K::kOidRequest: return fmt::format("the call manager sets OID 0x{:08X}", e.oid);
+    case K::kVcStatus:
+      return e.indication == static_cast<uint32_t>(miniport::Indication::kVcReceiveError)
+                 ? fmt::format("vc {} is losing received frames: no free buffer ({} dropped so far)", vc, e.dropped)
+                 : fmt::format("vc {}: status 0x{:08X}", vc, e.indication);
     case K::kIncomingDropParty:
       return fmt::format("party {} at {} left: {}", e.party, e.peer_address, status_with_cause(e.status, e.cause));
     default: return fmt::format("{}: {}{}", kind_name(e.kind), miniport::to_string(e.status),

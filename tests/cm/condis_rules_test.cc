@@ -154,6 +154,37 @@ TEST(CondisRules, R76_R79_R83_GetAddressesFromTheCmWithTheAfHandle) {
   EXPECT_EQ(l.a.query_oid(af, co_oid::kGetAddresses, buf).status, Status::kFailure) << "a dead AF handle";
 }
 
+// R84: a VC-scoped indication goes to the client that owns the VC, with its
+// handle, and to no other; one for a VC the CM no longer has is ignored.
+TEST(CondisRules, R84_AVcScopedIndicationReachesOnlyThatVcsClient) {
+  Lab l;
+  AfOpenId af1 = l.a.open_af(1, kCoemuAf)->id;
+  (void)l.a.open_af(2, kCoemuAf);
+  VcId vc = *l.a.create_vc(af1);
+  miniport::StatusIndication ind{miniport::Indication::kVcReceiveError};
+  ind.vc = vc;
+  ind.errors = miniport::vc_error::kBufferOverrun;
+  ind.dropped = 3;
+  CmOutput out;
+  ASSERT_TRUE(l.a.on_vc_status(ind, out));
+  ASSERT_EQ(out.events.size(), 1u);
+  const ClientEvent& e = out.events[0];
+  EXPECT_EQ(e.kind, Ev::kVcStatus);
+  EXPECT_EQ(e.client, 1u) << "the VC's client, not client 2";
+  EXPECT_EQ(e.af, af1);
+  EXPECT_EQ(e.vc, vc);
+  EXPECT_EQ(e.indication, 0x40010015u);
+  EXPECT_EQ(e.errors, miniport::vc_error::kBufferOverrun);
+  EXPECT_EQ(e.dropped, 3u);
+  EXPECT_EQ(l.a.counters().vc_indications, 1u);
+
+  ASSERT_EQ(l.a.delete_vc(vc), Status::kSuccess);
+  out = {};
+  EXPECT_FALSE(l.a.on_vc_status(ind, out)) << "a stale handle";
+  EXPECT_TRUE(out.events.empty());
+  EXPECT_EQ(l.a.counters().vc_indications, 1u);
+}
+
 // R13/R83: once an open is done the CM tells the client its addresses
 // changed (OID_CO_ADDRESS_CHANGE, an OID set from the CM with the AF), and
 // the client queries them; R77: the client completes the request later.

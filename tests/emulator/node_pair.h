@@ -63,6 +63,10 @@ class Checker : public emulator::DataPathHandler {
     sig_done_.fetch_add(1);
   }
   void on_status(const miniport::StatusIndication& i) override {
+    if (i.vc.valid()) {
+      vc_statuses_.fetch_add(1);
+      return;
+    }
     link_up_.store(i.link_up);
     statuses_.fetch_add(1);
   }
@@ -79,7 +83,7 @@ class Checker : public emulator::DataPathHandler {
   static constexpr size_t kHold = 16;
   std::atomic<uint32_t> next_{0};
   std::atomic<uint64_t> received_{0}, bad_{0}, completed_{0}, ok_{0}, not_activated_{0}, aborted_{0}, other_{0};
-  std::atomic<uint64_t> sig_{0}, statuses_{0}, sig_done_{0}, sig_at_done_{0}, bad_done_{0};
+  std::atomic<uint64_t> sig_{0}, statuses_{0}, vc_statuses_{0}, sig_done_{0}, sig_at_done_{0}, bad_done_{0};
   std::atomic<bool> link_up_{false};
   bool hold_ = false;
   RxPacket held_[kHold];

@@ -236,6 +236,74 @@ TEST(Node, R84_R85_LinkStateReachesEveryClientAndADownLinkClearsTheCalls) {
   EXPECT_EQ(it->status, Status::kSuccess);
 }
 
+// Keeps every packet it receives (as a slow client would) until told to let go.
+class Hoarder : public Client {
+ public:
+  void on_receive(std::span<RxPacket> pkts) override {
+    std::lock_guard lock(held_mu);
+    for (auto& p : pkts) held.push_back(std::move(p));
+  }
+  void let_go() {
+    std::lock_guard lock(held_mu);
+    held.clear();
+  }
+  std::mutex held_mu;
+  std::vector<RxPacket> held;
+};
+
+TEST(Node, R84_AVcsReceiveLossesReachOnlyThatVcsClientAndTheCm) {
+  Hoarder hoarder;  // a second client on beta; outlives the nodes
+  Pair p({.data = {.pool_buffers = 256}});
+  hoarder.node = p.beta.get();
+  hoarder.accept = true;
+  const SapSpec kSap43{1, {0, 43}};
+  ASSERT_TRUE(p.beta->register_sap(*p.beta->open_af(p.cb), kSap42));
+  ASSERT_TRUE(p.beta->register_sap(*p.beta->open_af(p.beta->attach(&hoarder)), kSap43));
+  AfOpenId af_a = *p.alpha->open_af(p.ca);
+  VcId to_listener = *p.alpha->create_vc(af_a), to_hoarder = *p.alpha->create_vc(af_a);
+  ASSERT_EQ(p.alpha->make_call(to_listener, "beta", kSap42), Status::kPending);
+  ASSERT_EQ(p.alpha->make_call(to_hoarder, "beta", kSap43), Status::kPending);
+  ASSERT_TRUE(wait_for([&] { return p.listener.find(Ev::kCallConnected) && hoarder.find(Ev::kCallConnected); },
+                       std::chrono::seconds(10)));
+  const VcId hoarded = hoarder.find(Ev::kIncomingCall)->vc;
+
+  // The hoarder keeps every buffer, so beta's pool runs dry and frames for
+  // its VC are lost: its client hears of it, with the VC's handle.
+  ASSERT_EQ(coemu_test::send_seq(p.alpha->data(), to_hoarder, 0, 1000), 1000u);
+  ASSERT_TRUE(wait_for([&] { return hoarder.find(Ev::kVcStatus).has_value(); }, std::chrono::seconds(10)));
+  const ClientEvent e = *hoarder.find(Ev::kVcStatus);
+  EXPECT_EQ(e.vc, hoarded);
+  EXPECT_EQ(e.indication, static_cast<uint32_t>(miniport::Indication::kVcReceiveError));
+  EXPECT_EQ(e.errors, miniport::vc_error::kBufferOverrun);
+  EXPECT_GE(e.dropped, 1u);
+  auto lost = [&] {
+    uint8_t out[8] = {};
+    EXPECT_EQ(p.beta->query_miniport(miniport::oid::kRcvPdusNoBuffer, hoarded, out).status, Status::kSuccess);
+    uint32_t n = 0;
+    std::memcpy(&n, out, 4);
+    return n;
+  };
+  auto held = [&] {
+    std::lock_guard lock(hoarder.held_mu);
+    return hoarder.held.size();
+  };
+  EXPECT_TRUE(wait_for([&] { return held() + lost() == 1000; }, std::chrono::seconds(10)))
+      << "each frame kept or counted lost: " << held() << " + " << lost();
+  EXPECT_GE(lost(), e.dropped) << "the OID counts every loss the indications told of";
+  EXPECT_TRUE(wait_for([&] { return p.beta->sig_counters().cm.vc_indications == hoarder.count(Ev::kVcStatus); },
+                       std::chrono::seconds(10)))
+      << "the CM shares the VC and heard each one";
+  EXPECT_EQ(p.listener.count(Ev::kVcStatus), 0u) << "another client on the node hears nothing";
+  EXPECT_EQ(p.caller.count(Ev::kVcStatus), 0u);
+
+  // Once the buffers come back the other call is untouched and loses nothing.
+  hoarder.let_go();
+  ASSERT_EQ(coemu_test::send_seq(p.alpha->data(), to_listener, 0, 200), 200u);
+  ASSERT_TRUE(wait_for([&] { return p.listener.received.load() >= 200; }, std::chrono::seconds(10)));
+  EXPECT_EQ(p.listener.bad.load(), 0u);
+  EXPECT_EQ(p.listener.count(Ev::kVcStatus), 0u);
+}
+
 // R76/R80/R82: statistics OIDs to the miniport count what the fast path
 // moved, per VC and adapter-wide.
 TEST(Node, R76_R80_R82_StatisticsOidsCountTheCallsPackets) {

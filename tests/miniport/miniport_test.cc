@@ -174,5 +174,42 @@ TEST_F(MiniportTest, R85CarrierChangesBecomeLinkStateIndications) {
   EXPECT_EQ(le({out, 4}), 100'000'000u) << "10 Gbit/s in 100 bit/s units";
 }
 
+TEST_F(MiniportTest, R84ReceiveLossesOnAVcAreIndicatedForThatVcOncePerEpisode) {
+  VcId a = open_vc(), b = open_vc();
+  auto lose = [&](VcId vc) {
+    RxVerdict v = mp.classify(data_from_peer(mp.vcs().rx_vci(vc), 50));
+    EXPECT_EQ(v.kind, RxKind::kData);
+    return mp.rx_drop_after_lookup(v, /*pool_empty=*/true);
+  };
+  auto first = lose(a);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->code, Indication::kVcReceiveError);
+  EXPECT_EQ(static_cast<uint32_t>(first->code), 0x40010015u) << "NDIS_STATUS_WAN_CO_FRAGMENT";
+  EXPECT_EQ(first->vc, a);
+  EXPECT_EQ(first->errors, vc_error::kBufferOverrun);
+  EXPECT_EQ(first->dropped, 1u);
+  EXPECT_FALSE(lose(a).has_value()) << "one indication until the last one was delivered";
+  EXPECT_FALSE(lose(a).has_value());
+  auto other = lose(b);
+  ASSERT_TRUE(other.has_value()) << "each VC has its own";
+  EXPECT_EQ(other->vc, b);
+
+  mp.vcs().rearm_status(a);
+  auto again = lose(a);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->dropped, 4u) << "the VC's losses so far";
+  EXPECT_EQ(mp.counters().rx_pool_empty, 5u);
+
+  // A deleted VC's stale handle does not re-arm the slot's next VC.
+  ASSERT_TRUE(mp.vcs().deactivate(b));
+  mp.vcs().poll_deactivations([](VcId) {});
+  ASSERT_TRUE(mp.vcs().remove(b));
+  VcId c = open_vc();
+  ASSERT_EQ(c.slot, b.slot);
+  EXPECT_TRUE(lose(c).has_value()) << "a new VC starts armed";
+  mp.vcs().rearm_status(b);
+  EXPECT_FALSE(lose(c).has_value());
+}
+
 }  // namespace
 }  // namespace miniport
