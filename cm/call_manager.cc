@@ -15,6 +15,14 @@ constexpr size_t kMaxBody = 2048;
 uint64_t reserved_rate(const FlowSpec& f) { return f.service_type == 2 || f.service_type == 3 ? f.token_rate : 0; }
 // TRAFFIC is sent as its sender sees it: the other end's transmit is our receive.
 Traffic swapped(const Traffic& t) { return Traffic{t.receive, t.transmit}; }
+// Point-to-multipoint data flows root to leaves only: the other direction
+// carries nothing ("no traffic"), and holds nothing of the link.
+Traffic one_way(Traffic t, bool root) {
+  FlowSpec none;
+  none.service_type = 0;
+  (root ? t.receive : t.transmit) = none;
+  return t;
+}
 }  // namespace
 
 bool CallManager::fits(const Traffic& t, const Call* c) const {
@@ -331,8 +339,8 @@ Status CallManager::make_call(VcId vc, std::string_view called, const SapSpec& s
 }
 
 Result<uint32_t> CallManager::make_multipoint_call(VcId vc, std::string_view called, const SapSpec& sap, Time now,
-                                                   CmOutput& out) {
-  const Status s = start_call(vc, called, sap, true, now, out);
+                                                   CmOutput& out, const Traffic& traffic) {
+  const Status s = start_call(vc, called, sap, true, now, out, one_way(traffic, true));
   if (s != Status::kPending) return miniport::fail(s);
   auto it = vcs_info_.find(vc.slot);
   // The first party may have failed already (nothing can, without a wire,
@@ -373,6 +381,7 @@ Status CallManager::start_call(VcId vc, std::string_view called, const SapSpec& 
     it->second.root_ref = ref;
     it->second.next_endpoint = 1;
     it->second.parties = {c.party};
+    it->second.root_traffic = traffic;
     parties_[c.party] = k;
   } else {
     it->second.call = k;
@@ -394,7 +403,7 @@ Result<MacAddress> CallManager::resolve_called(const std::string& addr, const Sa
 }
 
 Result<uint32_t> CallManager::add_party(VcId vc, std::string_view called, const SapSpec& sap, Time now,
-                                        CmOutput& out) {
+                                        CmOutput& out, const std::optional<Traffic>& traffic) {
   auto it = vcs_info_.find(vc.slot);
   if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0 || !it->second.root) return miniport::fail(Status::kFailure);
   VcInfo& v = it->second;
@@ -410,6 +419,25 @@ Result<uint32_t> CallManager::add_party(VcId vc, std::string_view called, const 
   if (v.parties.size() >= miniport::kMaxLeaves) return miniport::fail(Status::kResources);
   const std::string addr(called);
   const MacAddress mac = COEMU_TRY(resolve_called(addr, sap));
+  // R57: every party gets the VC's FLOWSPECs, since data goes on the VC, at
+  // one rate, to every leaf. A party asked for with others has them reset
+  // to the VC's, and its completion says so (CALL_PARAMETERS_CHANGED).
+  const bool changed = traffic && !(one_way(*traffic, true) == v.root_traffic);
+  if (!fits(v.root_traffic)) {
+    // Each leaf's copy is a stream of its own on our link (cause 49).
+    ClientEvent ev{ClientEvent::Kind::kAddPartyComplete};
+    ev.client = v.client;
+    ev.vc = vc;
+    ev.party = next_party_++;
+    ev.cause = cause::kQosUnavailable;
+    ev.status = status_for_cause(ev.cause);
+    ev.peer_address = addr;
+    ev.multipoint = true;
+    ev.traffic = v.root_traffic;
+    ev.params_changed = changed;
+    out.events.push_back(ev);
+    return ev.party;
+  }
   uint16_t e = v.next_endpoint;
   while (calls_.contains(Key{mac, v.root_ref, true, e})) ++e;  // endpoint numbers wrap after 65535 parties
   v.next_endpoint = static_cast<uint16_t>(e + 1);
@@ -422,10 +450,13 @@ Result<uint32_t> CallManager::add_party(VcId vc, std::string_view called, const 
   c.via_add_party = true;
   c.party = next_party_++;
   c.leaf = static_cast<uint8_t>(std::countr_one(used));
+  c.traffic = v.root_traffic;
+  c.params_changed = changed;
   v.parties.push_back(c.party);
   parties_[c.party] = k;
   const uint32_t id = c.party;
-  calls_.emplace(k, std::move(c));
+  auto [pos, added] = calls_.emplace(k, std::move(c));
+  reserve(pos->second, v.root_traffic);
   afs_.add(v.af, Held::kCall);
   run(k, acts, now, out);
   return id;
@@ -527,6 +558,9 @@ Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmO
   if (granted && answer == Status::kSuccess) {
     if (c->fsm.state() != CallState::kCallPresent && c->fsm.state() != CallState::kIncomingProceeding)
       return Status::kFailure;
+    // R57: a leaf takes the root's stream as it comes (one rate for every
+    // leaf) or refuses the party.
+    if (c->p2mp && !(one_way(*granted, false) == c->traffic)) return Status::kInvalidData;
     // The callee may lower what was asked, never raise it (R42).
     if (granted->transmit.token_rate > c->traffic.transmit.token_rate ||
         granted->receive.token_rate > c->traffic.receive.token_rate)
@@ -726,7 +760,7 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
         } else if (a.msg == MsgType::kConnect) {
           m.vci = vcs_.rx_vci(c->vc);
         }
-        if (!c->p2mp && (a.msg == MsgType::kSetup || a.msg == MsgType::kConnect)) m.traffic = c->traffic;
+        if (a.msg == MsgType::kSetup || a.msg == MsgType::kConnect) m.traffic = c->traffic;
         send_message(c->peer, m, now, out);
         break;
       }
@@ -734,9 +768,12 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
         if (c->p2mp && c->originated) {
           // The root's VC sends one copy to each leaf (PROTOCOL.md 2).
           (void)vcs_.set_leaf(c->vc, c->leaf, c->peer, a.peer_vci);
-          if (vcs_.state(c->vc) == miniport::VcState::kInactive)
-            (void)vcs_.activate(c->vc, miniport::VcParams{.peer = c->peer, .tx_vci = a.peer_vci, .receive = false,
-                                                          .multipoint = true});
+          if (vcs_.state(c->vc) == miniport::VcState::kInactive) {
+            miniport::VcParams p = vc_params(*c, a.peer_vci);  // shaped: each leaf gets the VC's rate
+            p.receive = false;
+            p.multipoint = true;
+            (void)vcs_.activate(c->vc, p);
+          }
         } else if (c->p2mp) {
           // Leaves never send on a point-to-multipoint circuit.
           (void)vcs_.activate(c->vc, miniport::VcParams{.peer = c->peer, .tx_vci = a.peer_vci, .transmit = false});
@@ -999,6 +1036,27 @@ void CallManager::answer_party(const MacAddress& peer, MsgType type, uint32_t wi
   send_message(peer, m, now, out);
 }
 
+bool CallManager::takes_less(const Call& c, const Message& m) {
+  // The leaf's TRAFFIC as we see it: its receive FLOWSPEC is our transmit.
+  return c.originated && m.traffic && !(swapped(*m.traffic).transmit == c.traffic.transmit);
+}
+
+void CallManager::refuse_short_party(const Key& k, Time now, CmOutput& out) {
+  // R57: the VC goes at one rate to every leaf, so a leaf that takes less
+  // cannot be a party: it is cleared there, and our client hears cause 49.
+  Call& c = *find(k);
+  const uint32_t ref = wire_call_ref(c.ref, true);
+  if (c.via_add_party) answer_party(c.peer, MsgType::kDropParty, ref, c.endpoint, cause::kQosUnavailable, now, out);
+  else answer(c.peer, MsgType::kRelease, ref, CauseIe{cause::kQosUnavailable, 1}, std::nullopt, now, out);
+  Message fm;
+  fm.type = MsgType::kReleaseComplete;
+  fm.call_ref = ref ^ kCallRefToOriginator;
+  fm.cause = CauseIe{cause::kQosUnavailable, 1};
+  CallActions acts;
+  c.fsm.on_message(fm, now, acts);
+  run(k, acts, now, out);
+}
+
 void CallManager::on_party_message(const MacAddress& src, const std::vector<Key>& keys, const Message& m, Time now,
                                    CmOutput& out) {
   const Key& first = keys.front();
@@ -1039,6 +1097,7 @@ void CallManager::on_party_message(const MacAddress& src, const std::vector<Key>
           wrong_state();
         return;
       }
+      if (m.type == MsgType::kAddPartyAck && takes_less(*c, m)) return refuse_short_party(pk, now, out);
       // The party's call machine reads them as CONNECT / RELEASE /
       // RELEASE_COMPLETE.
       Message fm = m;
@@ -1050,8 +1109,11 @@ void CallManager::on_party_message(const MacAddress& src, const std::vector<Key>
     case MsgType::kConnect:
     case MsgType::kConnectAck:
       // For the party offered with SETUP.
-      for (const Key& pk : keys)
-        if (!find(pk)->via_add_party) return deliver(pk, m);
+      for (const Key& pk : keys) {
+        if (find(pk)->via_add_party) continue;
+        if (m.type == MsgType::kConnect && takes_less(*find(pk), m)) return refuse_short_party(pk, now, out);
+        return deliver(pk, m);
+      }
       return wrong_state();
     case MsgType::kRelease:
     case MsgType::kReleaseComplete:
@@ -1078,8 +1140,9 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
     return refuse(cause::kUnallocatedNumber);
   auto sap = saps_.find_for_call(*m.sap);
   if (!sap) return refuse(cause::kIncompatibleDestination);
-  const Traffic offered = m.traffic ? swapped(*m.traffic) : Traffic{};
-  if (!p2mp && !fits(offered)) return refuse(cause::kQosUnavailable);  // admission (cause 49)
+  Traffic offered = m.traffic ? swapped(*m.traffic) : Traffic{};
+  if (p2mp) offered = one_way(offered, false);  // a leaf only receives
+  if (!fits(offered)) return refuse(cause::kQosUnavailable);  // admission (cause 49)
   auto af_it = sap_af_.find(sap->slot);
   if (af_it == sap_af_.end() || !afs_.usable(af_it->second)) return refuse(cause::kIncompatibleDestination);
   const ClientId client = saps_.client(*sap);
@@ -1096,9 +1159,9 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
   c.p2mp = p2mp;
   c.endpoint = endpoint;
   c.via_add_party = add_party;
-  if (!p2mp) c.traffic = offered;
+  c.traffic = offered;
   auto [pos, added] = calls_.emplace(k, std::move(c));
-  if (!p2mp) reserve(pos->second, offered);
+  reserve(pos->second, offered);
   vcs_info_[vc->slot] = VcInfo{af_it->second, client, k};
   afs_.add(af_it->second, Held::kCall);
   afs_.add(af_it->second, Held::kCmVc);

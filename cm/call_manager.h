@@ -222,15 +222,20 @@ class CallManager {
                                  const Traffic& traffic = {});
   // R38: a point-to-multipoint call with its first party: returns the party
   // handle; kMakeCallComplete (with `party`) follows. Errors as make_call.
-  // Leaves receive only; the root sends one copy to each leaf.
+  // Leaves receive only; the root sends one copy to each leaf. `traffic`:
+  // the VC's transmit FLOWSPEC (its receive one reads as "no traffic"); a
+  // guaranteed or controlled-load VC is shaped so each leaf gets that rate,
+  // and each party holds that rate of the link (admission, cause 49).
   [[nodiscard]] Result<uint32_t> make_multipoint_call(VcId vc, std::string_view called, const SapSpec& sap, Time now,
-                                                      CmOutput& out);
+                                                      CmOutput& out, const Traffic& traffic = {});
   // R56: one more party on a point-to-multipoint call that has an active
   // party; kAddPartyComplete follows. Errors: kFailure (dead handle, not a
   // multipoint call, or none of its parties up yet), kResources (kMaxLeaves
-  // parties), kInvalidAddress, kInvalidData as make_call.
+  // parties), kInvalidAddress, kInvalidData as make_call. R57: `traffic`
+  // other than the VC's is reset to the VC's (the completion has
+  // params_changed); a party the link cannot carry fails with cause 49.
   [[nodiscard]] Result<uint32_t> add_party(VcId vc, std::string_view called, const SapSpec& sap, Time now,
-                                           CmOutput& out);
+                                           CmOutput& out, const std::optional<Traffic>& traffic = std::nullopt);
   // R58/R59: drops a party; the handle is dead for the client at once.
   // kPending then kDropPartyComplete; kFailure for a dead handle, a drop
   // under way, or the call's last party (close the call instead, R59).
@@ -370,6 +375,7 @@ class CallManager {
     uint32_t root_ref = 0;
     uint16_t next_endpoint = 0;
     std::vector<uint32_t> parties = {};
+    Traffic root_traffic = {};  // the FLOWSPECs every party gets (R57)
   };
   struct Pvc {
     PvcSpec spec;
@@ -400,6 +406,10 @@ class CallManager {
   void qos_event(const Call& c, ClientEvent::Kind kind, Status status, uint8_t cause, CmOutput& out);
   void on_party_message(const MacAddress& src, const std::vector<Key>& keys, const Message& m, Time now,
                         CmOutput& out);
+  // R57: whether a leaf's CONNECT / ADD_PARTY_ACK takes the root's stream
+  // at other than the VC's FLOWSPEC, and the refusal of such a party.
+  static bool takes_less(const Call& c, const Message& m);
+  void refuse_short_party(const Key& k, Time now, CmOutput& out);
   // A party message that names its party (ENDPOINT_REF), built by the CM itself.
   void answer_party(const MacAddress& peer, MsgType type, uint32_t wire_ref, uint16_t endpoint, uint8_t cause,
                     Time now, CmOutput& out);

@@ -212,7 +212,8 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
         // A multipoint root: what is batched so far goes first, then this
         // packet with its copies as one group (their order kept).
         const size_t before = i ? w.send_items(std::span(items).first(i)) : 0;
-        if (before < i || !send_multipoint(w, vc, p, std::span(leaves).first(nleaves), *n)) {
+        if (before < i || !send_multipoint(w, vc, p, std::span(leaves).first(nleaves), *n, info.shape_rate,
+                                                info.shape_bucket)) {
           give_back(before, i);
           mp_.cancel_tx(vc, *n);  // this packet stays the caller's too
           mp_.count_tx_ring_full();
@@ -247,9 +248,15 @@ size_t DataPath::send(VcId vc, std::span<TxPacket> packets) noexcept {
 }
 
 bool DataPath::send_multipoint(Worker& w, VcId vc, TxPacket& p, std::span<const miniport::LeafTarget> leaves,
-                               size_t frame_len) noexcept {
+                               size_t frame_len, uint32_t shape_rate, uint32_t shape_bucket) noexcept {
   std::array<TxItem, miniport::kMaxLeaves> group;
   const uint32_t payload = p.buf.size();
+  // Every frame of the group goes through the VC's shaper, in order.
+  TxItem shaping;
+  shaping.vc = vc;
+  shaping.status = Status::kSuccess;
+  shaping.shape_rate = shape_rate;
+  shaping.shape_bucket = shape_bucket;
   size_t made = 0;
   for (size_t k = 1; k < leaves.size(); ++k) {
     BufRef b = pool_->try_get();
@@ -263,16 +270,18 @@ bool DataPath::send_multipoint(Worker& w, VcId vc, TxPacket& p, std::span<const 
     std::memcpy(b.data(), leaves[k].peer.bytes.data(), 6);
     miniport::store_be32(b.data() + miniport::kEthHeaderLen, leaves[k].tx_vci);
     TxItem& c = group[made++];
+    c = shaping;
     c.len = static_cast<uint32_t>(frame_len);
     c.raw = true;  // no completion of its own: the original's stands for the send
+    c.free_ride = made > 1;
     c.buf = b.release();
   }
   // The original last: its completion comes after every copy was written.
   TxItem& it = group[made++];
-  it.vc = vc;
+  it = shaping;
   it.cookie = p.cookie;
   it.len = static_cast<uint32_t>(frame_len);
-  it.status = Status::kSuccess;
+  it.free_ride = made > 1;
   it.buf = p.buf.release();
   if (w.send_group(std::span(group).first(made))) return true;
   p.buf = pool_->adopt(it.buf, payload);
@@ -431,7 +440,7 @@ void DataPath::Worker::shape_new(uint32_t from) noexcept {
   uint32_t kept = from;
   for (uint32_t i = from; i < tx_pending_; ++i) {
     TxItem& it = tx_items_[i];
-    if (it.raw || it.shape_rate == 0 || it.status != Status::kSuccess) {
+    if (it.shape_rate == 0 || it.status != Status::kSuccess) {  // SIG frames have no rate
       tx_items_[kept++] = it;
       continue;
     }
@@ -443,13 +452,16 @@ void DataPath::Worker::shape_new(uint32_t from) noexcept {
       s.bucket = it.shape_bucket;
       s.tb.reset(s.rate, s.bucket, now);
     }
-    if (s.queue.empty() && s.tb.take(it.len, now)) {
+    if (!it.free_ride) s.refusing = false;  // a new send
+    if (!s.refusing && s.queue.empty() && s.tb.take(it.free_ride ? 0 : it.len, now)) {
       tx_items_[kept++] = it;
-    } else if (s.queue.size() < kShapeQueue) {
+    } else if (!s.refusing && (s.queue.size() < kShapeQueue || it.free_ride)) {
       s.queue.push_back(it);
     } else {
-      // More than the shaper holds: refused, and said so in the completion.
-      mp_.cancel_tx(it.vc, it.len);
+      // More than the shaper holds: refused, and said so in the completion
+      // (a multipoint send's copies with it: no leaf gets it).
+      s.refusing = true;
+      if (!it.raw) mp_.cancel_tx(it.vc, it.len);
       it.status = Status::kResources;
       tx_items_[kept++] = it;
     }
@@ -467,16 +479,17 @@ std::optional<miniport::Time> DataPath::Worker::release_shaped() noexcept {
       TxItem& front = s.queue.front();
       if (!mp_.vcs().tx_active(s.vc)) {
         // Deactivated meanwhile: what waits never reaches the wire (R71).
-        mp_.cancel_tx(front.vc, front.len);
+        if (!front.raw) mp_.cancel_tx(front.vc, front.len);
         front.status = Status::kRequestAborted;
-      } else if (!s.tb.take(front.len, now)) {
+      } else if (!s.tb.take(front.free_ride ? 0 : front.len, now)) {
         break;
       }
       tx_items_[tx_pending_++] = front;
       s.queue.pop_front();
     }
     if (!s.queue.empty()) {
-      const miniport::Time t = s.tb.ready_at(s.queue.front().len, now);
+      const TxItem& front = s.queue.front();
+      const miniport::Time t = s.tb.ready_at(front.free_ride ? 0 : front.len, now);
       if (!due || t < *due) due = t;
     } else if (!mp_.vcs().tx_active(s.vc)) {
       it = shapers_.erase(it);  // a VC that is gone keeps no shaper

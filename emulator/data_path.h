@@ -191,6 +191,10 @@ class DataPath {
     Status status = Status::kSuccess;
     bool raw = false;  // a whole frame from send_frame(): no VC, no completion
     uint32_t shape_rate = 0, shape_bucket = 0;  // the VC's token bucket at send time (0: not shaped)
+    // A multipoint send is one group: its first frame pays the tokens and the
+    // rest follow it (each leaf gets the VC's rate; the link carries one
+    // copy per leaf, which admission reserved per party).
+    bool free_ride = false;
   };
   static constexpr uint32_t kMaxBatch = 64;
 
@@ -243,6 +247,7 @@ class DataPath {
       uint32_t rate = 0, bucket = 0;
       miniport::TokenBucket tb;
       std::deque<TxItem> queue;
+      bool refusing = false;  // the group under way was refused: so are its followers
     };
     std::unordered_map<uint32_t, Shaper> shapers_;  // by VC slot
     std::optional<miniport::Time> shape_due_;       // when release_shaped() has work next
@@ -291,9 +296,10 @@ class DataPath {
   DataPath(Link& link, miniport::Miniport& mp, DataPathHandler& h, const DataPathOptions& o);
   // One send on a point-to-multipoint root: the frame for its first leaf
   // plus a copy per further leaf, queued together. False: back-pressure
-  // (ring or pool full), the packet stays with the caller.
+  // (ring or pool full), the packet stays with the caller. A shaped VC
+  // shapes the group as one send: each leaf gets the VC's rate.
   bool send_multipoint(Worker& w, VcId vc, TxPacket& p, std::span<const miniport::LeafTarget> leaves,
-                       size_t frame_len) noexcept;
+                       size_t frame_len, uint32_t shape_rate, uint32_t shape_bucket) noexcept;
 
   Link& link_;
   miniport::Miniport& mp_;

@@ -401,12 +401,15 @@ Status Node::make_call(VcId vc, const std::string& called, const SapSpec& sap, c
   return cm_request([&](cm::CmOutput& out) { return cm_->make_call(vc, called, sap, steady_now(), out, traffic); });
 }
 
-Result<uint32_t> Node::make_multipoint_call(VcId vc, const std::string& called, const SapSpec& sap) {
-  return cm_request([&](cm::CmOutput& out) { return cm_->make_multipoint_call(vc, called, sap, steady_now(), out); });
+Result<uint32_t> Node::make_multipoint_call(VcId vc, const std::string& called, const SapSpec& sap,
+                                            const cm::Traffic& traffic) {
+  return cm_request(
+      [&](cm::CmOutput& out) { return cm_->make_multipoint_call(vc, called, sap, steady_now(), out, traffic); });
 }
 
-Result<uint32_t> Node::add_party(VcId vc, const std::string& called, const SapSpec& sap) {
-  return cm_request([&](cm::CmOutput& out) { return cm_->add_party(vc, called, sap, steady_now(), out); });
+Result<uint32_t> Node::add_party(VcId vc, const std::string& called, const SapSpec& sap,
+                                 const std::optional<cm::Traffic>& traffic) {
+  return cm_request([&](cm::CmOutput& out) { return cm_->add_party(vc, called, sap, steady_now(), out, traffic); });
 }
 
 Status Node::drop_party(uint32_t party) {

@@ -112,8 +112,10 @@ class Node final : private DataPathHandler {
                                  const cm::Traffic& traffic = {});
   // R38, R56-R59: point-to-multipoint calls (see cm::CallManager): the
   // first party, more parties, dropping one; handles are party numbers.
-  [[nodiscard]] Result<uint32_t> make_multipoint_call(VcId vc, const std::string& called, const SapSpec& sap);
-  [[nodiscard]] Result<uint32_t> add_party(VcId vc, const std::string& called, const SapSpec& sap);
+  [[nodiscard]] Result<uint32_t> make_multipoint_call(VcId vc, const std::string& called, const SapSpec& sap,
+                                                      const cm::Traffic& traffic = {});
+  [[nodiscard]] Result<uint32_t> add_party(VcId vc, const std::string& called, const SapSpec& sap,
+                                           const std::optional<cm::Traffic>& traffic = std::nullopt);
   [[nodiscard]] Status drop_party(uint32_t party);
   [[nodiscard]] Status incoming_call_complete(VcId vc, Status answer,
                                               const std::optional<cm::Traffic>& granted = std::nullopt);

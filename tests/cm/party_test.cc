@@ -284,5 +284,145 @@ TEST(Parties, SixtyFourLeavesOnSixtyFourNodes) {
   EXPECT_EQ(p.net[0].cm->add_party(p.vc, "leaf65", kSap, p.net.now, out).error(), Status::kResources);
 }
 
+// ---- QoS on point-to-multipoint calls (R57) ----
+
+FlowSpec guaranteed(uint32_t rate) {
+  FlowSpec f;
+  f.service_type = 3;
+  f.token_rate = rate;
+  f.bucket = 3000;
+  f.peak = rate;
+  return f;
+}
+
+CmConfig link(uint64_t bytes_per_s) {
+  CmConfig c;
+  c.link_bytes_per_s = bytes_per_s;
+  return c;
+}
+
+// A root calling with a guaranteed 10 MB/s stream.
+uint32_t first_guaranteed(P2mp& p, size_t leaf) {
+  CmOutput out;
+  auto party = p.net[0].cm->make_multipoint_call(p.vc, p.net[leaf].name, kSap, p.net.now, out,
+                                                 Traffic{guaranteed(10'000'000), {}});
+  EXPECT_TRUE(party);
+  p.net.take(p.net[0], out);
+  p.net.settle();
+  p.answer(leaf);
+  return party ? *party : 0;
+}
+
+uint32_t add_with(P2mp& p, size_t leaf, const std::optional<Traffic>& t) {
+  CmOutput out;
+  auto party = p.net[0].cm->add_party(p.vc, p.net[leaf].name, kSap, p.net.now, out, t);
+  EXPECT_TRUE(party);
+  p.net.take(p.net[0], out);
+  p.net.settle();
+  if (p.net[leaf].last(Ev::kIncomingCall)) p.answer(leaf);
+  return party ? *party : 0;
+}
+
+TEST(Parties, R57_EveryLeafGetsTheVcsStreamAndTheRootVcIsShapedToIt) {
+  P2mp p(2);
+  ASSERT_NE(first_guaranteed(p, 1), 0u);
+  const ClientEvent* made = p.net[0].last(Ev::kMakeCallComplete);
+  ASSERT_TRUE(made);
+  ASSERT_EQ(made->status, Status::kSuccess);
+  EXPECT_EQ(made->traffic.transmit.token_rate, 10'000'000u);
+  EXPECT_EQ(made->traffic.receive.service_type, 0u) << "leaves never send: no traffic back";
+  EXPECT_FALSE(made->params_changed);
+  // The leaf is offered the stream from its side: it receives 10 MB/s, sends nothing.
+  const ClientEvent* in = p.net[1].last(Ev::kIncomingCall);
+  EXPECT_EQ(in->traffic.receive.token_rate, 10'000'000u);
+  EXPECT_EQ(in->traffic.receive.service_type, 3u);
+  EXPECT_EQ(in->traffic.transmit.service_type, 0u);
+  // The root's VC is shaped to the rate; the leaf's VC does not send.
+  const auto g = p.net[0].vcs.begin_tx(p.vc);
+  ASSERT_EQ(g.status, Status::kSuccess);
+  p.net[0].vcs.cancel_tx(p.vc);
+  EXPECT_TRUE(g.multipoint);
+  EXPECT_EQ(g.shape_rate, 10'000'000u);
+  EXPECT_EQ(g.shape_bucket, 3000u);
+
+  ASSERT_NE(add_with(p, 2, std::nullopt), 0u);
+  const ClientEvent* added = p.net[0].last(Ev::kAddPartyComplete);
+  ASSERT_TRUE(added);
+  EXPECT_EQ(added->status, Status::kSuccess);
+  EXPECT_EQ(added->traffic.transmit.token_rate, 10'000'000u) << "the VC's FLOWSPEC";
+  EXPECT_FALSE(added->params_changed);
+  EXPECT_EQ(p.net[2].last(Ev::kIncomingCall)->traffic.receive.token_rate, 10'000'000u);
+}
+
+TEST(Parties, R57_APartyAskedForWithOtherFlowspecsGetsTheVcsAndIsToldSo) {
+  P2mp p(2);
+  ASSERT_NE(first_guaranteed(p, 1), 0u);
+  ASSERT_NE(add_with(p, 2, Traffic{guaranteed(5'000'000), {}}), 0u);
+  const ClientEvent* added = p.net[0].last(Ev::kAddPartyComplete);
+  ASSERT_TRUE(added);
+  EXPECT_EQ(added->status, Status::kSuccess);
+  EXPECT_TRUE(added->params_changed) << "CALL_PARAMETERS_CHANGED: reset to the VC's";
+  EXPECT_EQ(added->traffic.transmit.token_rate, 10'000'000u);
+  EXPECT_EQ(p.net[2].last(Ev::kIncomingCall)->traffic.receive.token_rate, 10'000'000u)
+      << "the leaf is offered what it will get";
+}
+
+TEST(Parties, R57_EachLeafsCopyHoldsItsRateOfTheRootsLinkCause49Beyond) {
+  P2mp p(3, link(25'000'000));  // room for two 10 MB/s copies, not three
+  ASSERT_NE(first_guaranteed(p, 1), 0u);
+  const uint32_t p2 = add_with(p, 2, std::nullopt);
+  ASSERT_EQ(p.net[0].last(Ev::kAddPartyComplete)->status, Status::kSuccess);
+  ASSERT_NE(add_with(p, 3, std::nullopt), 0u);
+  const ClientEvent* refused = p.net[0].last(Ev::kAddPartyComplete);
+  EXPECT_EQ(refused->status, Status::kIncompatableQos);
+  EXPECT_EQ(refused->cause, cause::kQosUnavailable);
+  EXPECT_FALSE(p.net[3].last(Ev::kIncomingCall)) << "nothing was offered to leaf3";
+  EXPECT_EQ(p.net[0].cm->parties(p.vc), 2u);
+  EXPECT_EQ(p.leaves().size(), 2u);
+
+  // A party leaving gives its room back.
+  ASSERT_EQ(p.drop(p2), Status::kPending);
+  ASSERT_NE(add_with(p, 3, std::nullopt), 0u);
+  EXPECT_EQ(p.net[0].last(Ev::kAddPartyComplete)->status, Status::kSuccess);
+  EXPECT_EQ(p.net[0].cm->parties(p.vc), 2u);
+}
+
+TEST(Parties, R57_ALeafTakesTheStreamAsItComesOrRefusesAndItsLinkMustHoldIt) {
+  P2mp p(2, link(8'000'000));  // root and leaves alike: 10 MB/s does not fit anywhere
+  CmOutput out;
+  auto party = p.net[0].cm->make_multipoint_call(p.vc, p.net[1].name, kSap, p.net.now, out,
+                                                 Traffic{guaranteed(6'000'000), {}});
+  ASSERT_TRUE(party);
+  p.net.take(p.net[0], out);
+  p.net.settle();
+  const ClientEvent* in = p.net[1].last(Ev::kIncomingCall);
+  ASSERT_TRUE(in);
+  Traffic less = in->traffic;
+  less.receive.token_rate = 1'000'000;
+  out = {};
+  EXPECT_EQ(p.net[1].cm->incoming_call_complete(in->vc, Status::kSuccess, p.net.now, out, less),
+            Status::kInvalidData)
+      << "one rate for every leaf: a leaf cannot lower it";
+  EXPECT_EQ(p.net[1].cm->incoming_call_complete(in->vc, Status::kSuccess, p.net.now, out, in->traffic),
+            Status::kSuccess)
+      << "as offered is fine";
+  p.net.take(p.net[1], out);
+  p.net.settle();
+  ASSERT_EQ(p.net[0].last(Ev::kMakeCallComplete)->status, Status::kSuccess);
+
+  // The leaf's party holds 6 of its link's 8 MB/s of receive: a call that
+  // would bring 3 more to it is refused there (cause 49).
+  AfOpenId af2 = p.net[2].cm->open_af(2, kCoemuAf)->id;
+  VcId vc2 = *p.net[2].cm->create_vc(af2);
+  out = {};
+  ASSERT_EQ(p.net[2].cm->make_call(vc2, p.net[1].name, kSap, p.net.now, out, Traffic{guaranteed(3'000'000), {}}),
+            Status::kPending);
+  p.net.take(p.net[2], out);
+  p.net.settle();
+  const ClientEvent* refused = p.net[2].last(Ev::kMakeCallComplete);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->cause, cause::kQosUnavailable);
+}
+
 }  // namespace
 }  // namespace cm
