@@ -44,11 +44,11 @@ Result<std::unique_ptr<Node>> Node::start(Link& link, const NodeConfig& cfg) {
   std::unique_ptr<Node> n(new Node(link, cfg));
   uint32_t inc = cfg.incarnation;
   while (inc == 0) inc = std::random_device{}();  // a new life at every start (3)
-  n->cm_ = std::make_unique<cm::CallManager>(
-      cm::CmConfig{.node_address = cfg.address, .mac = cfg.mac, .incarnation = inc, .transport = cfg.transport,
-                   .neighbors = cfg.neighbors, .timers = cfg.timers, .af = cfg.af,
-                   .open_af_pends = cfg.open_af_pends, .register_sap_pends = cfg.register_sap_pends},
-      n->mp_.vcs());
+  cm::CmConfig cc{.node_address = cfg.address, .mac = cfg.mac, .incarnation = inc, .transport = cfg.transport,
+                  .neighbors = cfg.neighbors, .timers = cfg.timers, .af = cfg.af,
+                  .open_af_pends = cfg.open_af_pends, .register_sap_pends = cfg.register_sap_pends};
+  cc.link_bytes_per_s = cfg.link_bytes_per_s;
+  n->cm_ = std::make_unique<cm::CallManager>(cc, n->mp_.vcs());
   n->wake_ = COEMU_TRY(UniqueFd::eventfd());
   int t = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (t < 0) return miniport::fail(record_errno("timerfd_create", errno));

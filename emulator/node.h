@@ -72,6 +72,9 @@ struct NodeConfig {
   cm::TransportConfig transport = {};
   cm::NeighborConfig neighbors = {};
   DataPathOptions data = {};
+  // What the call manager's admission may hand out in each direction
+  // (guaranteed and controlled-load token rates), bytes/s.
+  uint64_t link_bytes_per_s = 1'250'000'000;
   // The control thread writes a lone SIG frame to the link itself, just
   // before it sleeps, instead of waking the I/O thread for it. Measured over
   // TAPs: call setup p50 85-90 us instead of 115-130 us with one call in

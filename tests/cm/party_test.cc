@@ -5,6 +5,7 @@
 #include <array>
 
 #include "cm_net.h"
+#include "flowspecs.h"
 
 namespace cm {
 namespace {
@@ -285,21 +286,6 @@ TEST(Parties, SixtyFourLeavesOnSixtyFourNodes) {
 }
 
 // ---- QoS on point-to-multipoint calls (R57) ----
-
-FlowSpec guaranteed(uint32_t rate) {
-  FlowSpec f;
-  f.service_type = 3;
-  f.token_rate = rate;
-  f.bucket = 3000;
-  f.peak = rate;
-  return f;
-}
-
-CmConfig link(uint64_t bytes_per_s) {
-  CmConfig c;
-  c.link_bytes_per_s = bytes_per_s;
-  return c;
-}
 
 // A root calling with a guaranteed 10 MB/s stream.
 uint32_t first_guaranteed(P2mp& p, size_t leaf) {

@@ -4,24 +4,10 @@
 #include <gtest/gtest.h>
 
 #include "cm_lab.h"
+#include "flowspecs.h"
 
 namespace cm {
 namespace {
-
-FlowSpec guaranteed(uint32_t rate, uint32_t bucket = 3000) {
-  FlowSpec f;
-  f.service_type = 3;
-  f.token_rate = rate;
-  f.bucket = bucket;
-  f.peak = rate;
-  return f;
-}
-
-CmConfig link(uint64_t bytes_per_s) {
-  CmConfig c;
-  c.link_bytes_per_s = bytes_per_s;
-  return c;
-}
 
 // The token rate a VC's sends are shaped to (0: not shaped; -1: cannot send).
 int64_t shaped_at(miniport::VcTable& t, VcId vc) {

@@ -18,6 +18,8 @@ using std::chrono::seconds;
 
 const SapSpec kSap{1, {0, 9}};
 constexpr size_t kLeaves = 3;
+// What admission hands out on each node: two 200 kB/s copies, not three.
+constexpr uint64_t kLinkBytesPerS = 500'000;
 
 class TapMultipoint : public ::testing::Test {
  protected:
@@ -27,7 +29,9 @@ class TapMultipoint : public ::testing::Test {
     ASSERT_EQ(taps_.size(), kLeaves + 1) << last_error();
     for (size_t i = 0; i <= kLeaves; ++i) {
       const std::string name = i == 0 ? "root" : "leaf" + std::to_string(i);
-      auto n = Node::start(*taps_[i], {.address = name, .mac = MacAddress::local(static_cast<uint32_t>(0x10 + i))});
+      NodeConfig cfg{.address = name, .mac = MacAddress::local(static_cast<uint32_t>(0x10 + i))};
+      cfg.link_bytes_per_s = kLinkBytesPerS;
+      auto n = Node::start(*taps_[i], cfg);
       ASSERT_TRUE(n) << last_error();
       nodes_[i] = std::move(*n);
       clients_[i].node = nodes_[i].get();
@@ -118,6 +122,45 @@ TEST_F(TapMultipoint, RootReplicatesToEveryLeafALateLeafJoinsAndDropsLeaveTheOth
     EXPECT_TRUE(wait_for([&] { return nodes_[i]->calls() == 0; }, seconds(10))) << i;
   for (size_t i = 1; i <= kLeaves; ++i)
     EXPECT_TRUE(wait_for([&] { return nodes_[i]->vcs_in_use() == 0; }, seconds(10))) << "leaf" << i;
+}
+
+// QoS over TAPs (R57): a guaranteed stream reaches every leaf in order, each
+// at no more than the token rate; each copy holds its rate of the root's
+// link, so a third leaf does not fit and is refused with cause 49.
+TEST_F(TapMultipoint, GuaranteedStreamReachesEveryLeafShapedAndALeafBeyondTheLinkIsRefused) {
+  Node& r = *nodes_[0];
+  VcId vc = *r.create_vc(afs_[0]);
+  cm::Traffic t;
+  t.transmit.service_type = 3;
+  t.transmit.token_rate = 200'000;
+  t.transmit.bucket = 1500;
+  ASSERT_TRUE(r.make_multipoint_call(vc, "leaf1", kSap, t));
+  ASSERT_TRUE(wait_for([&] { return root().find(Ev::kMakeCallComplete).has_value(); }, seconds(10)));
+  ASSERT_EQ(root().find(Ev::kMakeCallComplete)->status, Status::kSuccess);
+  ASSERT_TRUE(r.add_party(vc, "leaf2", kSap));
+  ASSERT_TRUE(wait_for([&] { return root().count(Ev::kAddPartyComplete) == 1; }, seconds(10)));
+  ASSERT_EQ(root().last(Ev::kAddPartyComplete)->status, Status::kSuccess);
+  ASSERT_TRUE(r.add_party(vc, "leaf3", kSap));
+  ASSERT_TRUE(wait_for([&] { return root().count(Ev::kAddPartyComplete) == 2; }, seconds(10)));
+  EXPECT_EQ(root().last(Ev::kAddPartyComplete)->status, Status::kIncompatableQos);
+  EXPECT_EQ(root().last(Ev::kAddPartyComplete)->cause, cm::cause::kQosUnavailable);
+  ASSERT_TRUE(wait_for([&] { return leaf(1).find(Ev::kCallConnected) && leaf(2).find(Ev::kCallConnected); },
+                       seconds(10)));
+  for (size_t i = 1; i <= 2; ++i) EXPECT_EQ(leaf(i).find(Ev::kIncomingCall)->traffic.receive, t.transmit) << i;
+  EXPECT_FALSE(leaf(3).find(Ev::kIncomingCall).has_value());
+
+  const auto start = std::chrono::steady_clock::now();
+  send(vc, 0, 100);
+  ASSERT_TRUE(wait_for([&] { return leaf(1).received.load() == 100 && leaf(2).received.load() == 100; }, seconds(20)))
+      << leaf(1).received.load() << " " << leaf(2).received.load();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  uint64_t wire = 0;
+  for (uint32_t seq = 0; seq < 100; ++seq) wire += std::max<size_t>(22 + coemu_test::Checker::expected_len(seq), 60);
+  EXPECT_GE(took, static_cast<double>(wire - 1500) / 200'000) << "a leaf got it faster than the token rate";
+  for (size_t i = 1; i <= 2; ++i) EXPECT_EQ(leaf(i).bad.load(), 0u) << "leaf" << i;
+  ASSERT_TRUE(wait_for([&] { return root().completed.load() == 100; }, seconds(10)));
+  EXPECT_TRUE(wait_for([&] { return r.data().pool().available() == r.data().pool().buffers(); }, seconds(10)))
+      << "every copy's buffer came back";
 }
 
 }  // namespace
