@@ -2,6 +2,7 @@
 // a root on one node, leaves on others, explicit clock.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 
 #include "cm_net.h"
@@ -408,6 +409,40 @@ TEST(Parties, R57_ALeafTakesTheStreamAsItComesOrRefusesAndItsLinkMustHoldIt) {
   const ClientEvent* refused = p.net[2].last(Ev::kMakeCallComplete);
   ASSERT_TRUE(refused);
   EXPECT_EQ(refused->cause, cause::kQosUnavailable);
+}
+
+TEST(Parties, R57_ALeafPeerThatTakesTheStreamSlowerIsDroppedWithCause49) {
+  P2mp p(2);
+  ASSERT_NE(first_guaranteed(p, 1), 0u);
+  CmOutput out;
+  ASSERT_TRUE(p.net[0].cm->add_party(p.vc, p.net[2].name, kSap, p.net.now, out));
+  p.net.take(p.net[0], out);
+  p.net.settle();
+  const ClientEvent* in = p.net[2].last(Ev::kIncomingCall);
+  ASSERT_TRUE(in);
+  ASSERT_EQ(p.net[2].cm->incoming_call_complete(in->vc, Status::kSuccess, p.net.now, out), Status::kSuccess);
+  // Another implementation's leaf: its ADD_PARTY_ACK takes 1 MB/s of the 10.
+  const std::array<uint8_t, 4> ten{0x00, 0x98, 0x96, 0x80}, one{0x00, 0x0F, 0x42, 0x40};
+  size_t patched = 0;
+  for (auto& f : out.frames) {
+    auto at = std::search(f.payload.begin(), f.payload.end(), ten.begin(), ten.end());
+    if (at == f.payload.end()) continue;
+    std::copy(one.begin(), one.end(), at);  // the receive FLOWSPEC's token rate comes first
+    ++patched;
+  }
+  ASSERT_EQ(patched, 1u);
+  p.net.take(p.net[2], out);
+  p.net.settle();
+  const ClientEvent* done = p.net[0].last(Ev::kAddPartyComplete);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->status, Status::kIncompatableQos);
+  EXPECT_EQ(done->cause, cause::kQosUnavailable);
+  EXPECT_EQ(p.net[0].cm->parties(p.vc), 1u);
+  EXPECT_EQ(p.leaves().size(), 1u) << "no copy goes to it";
+  const ClientEvent* gone = p.net[2].last(Ev::kIncomingClose);
+  ASSERT_TRUE(gone) << "the leaf is told to clear the party";
+  EXPECT_EQ(gone->cause, cause::kQosUnavailable);
+  EXPECT_EQ(p.net[2].cm->calls(), 1u) << "until its client closes it";
 }
 
 }  // namespace
