@@ -8,6 +8,7 @@
 #include "emulator/unique_fd.h"
 #include "tools/bench_calls.h"
 #include "tools/bench_datapath.h"
+#include "tools/decode.h"
 #include "tools/demo.h"
 #include "tools/listen_call.h"
 
@@ -104,6 +105,10 @@ int main(int argc, char** argv) {
   CLI::App* call_cmd = nullptr;
   tools::add_call_command(app, call, call_cmd);
 
+  tools::DecodeOptions decode;
+  CLI::App* decode_cmd = nullptr;
+  tools::add_decode_command(app, decode, decode_cmd);
+
   tools::BenchCallsOptions bench_calls;
   auto* bench_calls_cmd = bench_cmd->add_subcommand(
       "calls", "Call setup + teardown rate and setup latency between two nodes over two TAPs on a bridge\n"
@@ -160,6 +165,7 @@ int main(int argc, char** argv) {
   if (*bench_calls_cmd) return tools::run_bench_calls(bench_calls);
   if (*listen_cmd) return tools::run_listen(listen);
   if (*call_cmd) return tools::run_call(call);
+  if (*decode_cmd) return tools::run_decode(decode);
 
   if (*up) {
     spec.nodes = split_commas(nodes_csv);
