@@ -13,6 +13,7 @@
 #include "emulator/unique_fd.h"
 #include "miniport/byte_order.h"
 #include "miniport/frame.h"
+#include "tools/qos_spec.h"
 #include "tools/units.h"
 
 namespace tools {
@@ -29,23 +30,6 @@ uint64_t mac_key(const MacAddress& m) {
 }
 
 std::string text(std::span<const uint8_t> s) { return std::string(s.begin(), s.end()); }
-
-const char* service_name(uint32_t s) {
-  switch (s) {
-    case 0: return "no traffic";
-    case 1: return "best effort";
-    case 2: return "controlled load";
-    case 3: return "guaranteed";
-    default: return "unknown service";
-  }
-}
-
-// "guaranteed 8 Mbit/s" (a best-effort FLOWSPEC has no rate worth naming).
-std::string flowspec_text(const cm::FlowSpec& f) {
-  std::string s = service_name(f.service_type);
-  if (f.service_type >= 2 || f.token_rate != 0) s += " " + human_bits_per_s(8.0 * f.token_rate);
-  return s;
-}
 
 Json flowspec_json(const cm::FlowSpec& f) {
   return Json{{"service", service_name(f.service_type)}, {"token_rate", f.token_rate},
@@ -82,7 +66,7 @@ std::string ies_text(const cm::Message& m) {
   }
   if (m.bearer) add(*m.bearer == 2 ? "p2mp" : "p2p");
   if (m.endpoint_ref) add(fmt::format("party {}", *m.endpoint_ref));
-  if (m.traffic) add(flowspec_text(m.traffic->transmit));
+  if (m.traffic) add(describe_flowspec(m.traffic->transmit));
   if (m.vci) add(fmt::format("vci {}", *m.vci));
   if (m.cause) add(cause_text(m.cause->cause));
   if (m.call_state) add(fmt::format("state {}", *m.call_state));
@@ -186,7 +170,7 @@ class Decoder {
       }
       fmt::print("call {}: {} -> {}:{}, {}{}\n", c.id, c.caller, c.called, c.sap,
                  c.bearer == "p2mp" ? "point-to-multipoint" : "point-to-point",
-                 c.traffic ? ", " + flowspec_text(*c.traffic) : "");
+                 c.traffic ? ", " + describe_flowspec(*c.traffic) : "");
       for (const Step& s : c.ladder)
         fmt::print("  {:>10.3f} ms  {} -> {}  {}\n", static_cast<double>(s.ns - c.start_ns) / 1e6, s.from, s.to,
                    s.what);

@@ -15,6 +15,8 @@
 #include "emulator/signals.h"
 #include "miniport/byte_order.h"
 #include "miniport/frame.h"
+#include "tools/qos_spec.h"
+#include "tools/units.h"
 
 namespace tools {
 
@@ -177,7 +179,7 @@ class Listener : public emulator::NodeClient, public Waiter {
 
 class Caller : public emulator::NodeClient, public Waiter {
  public:
-  Caller(Node& node, const CallOptions& o) : node_(node), o_(o), sent_at_(o.count, 0) {}
+  Caller(Node& node, const CallOptions& o, uint64_t echo_slots) : node_(node), o_(o), sent_at_(echo_slots, 0) {}
 
   void on_event(const ClientEvent& e) override {
     print_event(e, o_.node.json);
@@ -208,17 +210,18 @@ class Caller : public emulator::NodeClient, public Waiter {
     cv_.notify_all();
   }
 
-  const ClientEvent* seen(Ev k) {  // under the lock
+  // The n-th (from 0) event of kind k so far, under the lock.
+  const ClientEvent* seen(Ev k, size_t n = 0) {
     for (const auto& e : seen_)
-      if (e.kind == k) return &e;
+      if (e.kind == k && n-- == 0) return &e;
     return nullptr;
   }
-  bool wait_event(Ev k, Seconds limit) {
-    return wait([&] { return seen(k) != nullptr; }, limit);
+  bool wait_event(Ev k, Seconds limit, size_t n = 0) {
+    return wait([&] { return seen(k, n) != nullptr; }, limit);
   }
-  ClientEvent event(Ev k) {
+  ClientEvent event(Ev k, size_t n = 0) {
     std::lock_guard lock(mu_);
-    return *seen(k);
+    return *seen(k, n);
   }
   void stamp(uint32_t seq) {
     std::lock_guard lock(mu_);
@@ -251,20 +254,51 @@ void add_listen_command(CLI::App& app, ListenOptions& o, CLI::App*& cmd) {
 }
 
 void add_call_command(CLI::App& app, CallOptions& o, CLI::App*& cmd) {
-  cmd = app.add_subcommand("call",
-                           "Run a node, call NODE:SAP, send packets on the call, close it; prints each event.\n"
-                           "Example: coemu call -n coe-l1-a -d coel1t0 -a alpha beta:42 --count 100 --echo");
+  cmd = app.add_subcommand(
+      "call",
+      "Run a node, call NODE:SAP (several: one point-to-multipoint call), send packets on the\n"
+      "call, close it; prints each event and a summary.\n"
+      "Examples (in a lab made by `coemu lab up l1 --nodes a,b,c --link a-b --link b-c`):\n"
+      "  coemu call -n coe-l1-a -d coel1t0 -a alpha beta:42 --count 100 --echo\n"
+      "  coemu call -n coe-l1-a -d coel1t0 -a alpha beta:42 --qos guaranteed,rate=10M --duration 3s\n"
+      "  coemu call -n coe-l1-a -d coel1t0 -a alpha beta:42 gamma:42 --rate 1M --count 500");
   add_node_options(cmd, o.node);
-  cmd->add_option("dest", o.dest, "Who to call: NODE:SAP (SAP as for listen --sap)")->required();
-  cmd->add_option("--count", o.count, "Packets to send")->check(CLI::Range(uint64_t{0}, uint64_t{100'000'000}))
-      ->capture_default_str();
+  cmd->add_option("dest", o.dests,
+                  "Who to call: NODE:SAP (SAP as for listen --sap); several make a point-to-multipoint\n"
+                  "call with one party each (the first with SETUP, the rest with ADD_PARTY)")
+      ->required();
+  cmd->add_flag("--multipoint", o.multipoint, "Make a point-to-multipoint call even to one party");
+  cmd->add_option("-q,--qos", o.qos,
+                  "FLOWSPEC asked for, both directions: SERVICE[,rate=R][,bucket=B][,peak=R][,latency=T]\n"
+                  "[,jitter=T][,sdu=B][,min=B]; SERVICE is best-effort, controlled-load or guaranteed;\n"
+                  "R in bit/s (100M, 1.5G) or bytes/s (12.5MB); B in bytes (64k = 65536); T like 10ms.\n"
+                  "e.g. guaranteed,rate=100M,bucket=64k [default: best-effort]")
+      ->check([](const std::string& v) {
+        auto q = parse_qos(v);
+        return std::holds_alternative<std::string>(q) ? std::get<std::string>(q) : std::string();
+      });
+  cmd->add_option("--count", o.count, "Packets to send [default: 10; no limit with --duration]")
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}));
+  cmd->add_option("--duration", o.duration, "Send for this long, e.g. 5s or 500ms (stops earlier at --count)")
+      ->check([](const std::string& v) {
+        auto t = parse_seconds(v);
+        return t && *t > 0 && *t <= 86400 ? std::string()
+                                           : fmt::format("'{}': expected a time such as 5s or 500ms (up to 24h)", v);
+      });
+  cmd->add_option("--rate", o.rate, "Pace the payload at this rate in bit/s, e.g. 10M [default: as fast as it goes]")
+      ->check([](const std::string& v) {
+        auto r = parse_si(v);
+        return r && *r >= 1000 ? std::string()
+                               : fmt::format("'{}': expected a rate of at least 1k bit/s, such as 10M or 500k", v);
+      });
   cmd->add_option("--size", o.size, "Payload bytes per packet (4 up to what the link's MTU allows)")
       ->check(CLI::Range(4u, 65499u))
       ->capture_default_str();
-  cmd->add_option("--wait", o.wait, "Seconds to wait for the peer's HELLO and for each answer")
+  cmd->add_option("--wait", o.wait, "Seconds to wait for the peers' HELLOs and for each answer")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
-  cmd->add_flag("--echo", o.expect_echo, "Wait for every packet to come back (listen --mode echo); report RTT");
+  cmd->add_flag("--echo", o.expect_echo,
+                "Wait for every packet to come back (listen --mode echo); report RTT (point-to-point only)");
 }
 
 int run_listen(const ListenOptions& o) {
@@ -312,17 +346,88 @@ int run_listen(const ListenOptions& o) {
   return 0;
 }
 
+namespace {
+
+struct Dest {
+  std::string node;
+  cm::SapSpec sap;
+  std::string text;  // as given
+};
+
+// What a call's data phase did.
+struct Sent {
+  uint64_t packets = 0;
+  double seconds = 0;
+};
+
+// Sends packets on vc: --count of them or for --duration, paced at --rate.
+Sent send_packets(Node& node, VcId vc, Caller& c, const CallOptions& o) {
+  const double duration = o.duration.empty() ? 0 : *parse_seconds(o.duration);
+  const uint64_t count = o.count >= 0 ? static_cast<uint64_t>(o.count) : duration > 0 ? UINT64_MAX : 10;
+  const double rate_bytes = o.rate.empty() ? 0 : *parse_si(o.rate) / 8;
+  const auto s0 = std::chrono::steady_clock::now();
+  const auto until = s0 + std::chrono::duration_cast<std::chrono::nanoseconds>(Seconds(duration));
+  Sent out;
+  while (out.packets < count && !emulator::ShutdownSignals::requested()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (duration > 0 && now >= until) break;
+    if (rate_bytes > 0) {  // the next packet is due once the ones before it fit the rate
+      const auto due = s0 + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                Seconds(static_cast<double>(out.packets) * o.size / rate_bytes));
+      if (due > now) {
+        std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(due - now, std::chrono::milliseconds(50)));
+        continue;
+      }
+    }
+    emulator::TxPacket p{node.data().alloc(), out.packets};
+    if (!p.buf) {  // pool empty: completions refill it
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+      continue;
+    }
+    uint8_t* d = p.buf.data() + miniport::kFramePayloadOffset;
+    miniport::store_be32(d, static_cast<uint32_t>(out.packets));
+    for (uint32_t i = 4; i < o.size; ++i) d[i] = static_cast<uint8_t>(out.packets + i);
+    p.buf.set_size(o.size);
+    if (o.expect_echo) c.stamp(static_cast<uint32_t>(out.packets));
+    if (node.data().send(vc, std::span(&p, 1)) == 1) ++out.packets;
+    else std::this_thread::sleep_for(std::chrono::microseconds(100));  // ring full: back-pressure
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+  return out;
+}
+
+}  // namespace
+
 int run_call(const CallOptions& o) {
-  // Node addresses hold no ':', so the first one ends the node.
-  const auto colon = o.dest.find(':');
-  const std::string peer = o.dest.substr(0, colon);
-  const std::optional<cm::SapSpec> sap =
-      colon == std::string::npos || colon == 0 ? std::nullopt : parse_sap(o.dest.substr(colon + 1));
-  if (!sap) {
-    fmt::print(stderr, "coemu call: '{}': expected NODE:SAP such as beta:42, beta:service:echo or beta:wildcard\n",
-               o.dest);
+  std::vector<Dest> dests;
+  for (const auto& d : o.dests) {
+    // Node addresses hold no ':', so the first one ends the node.
+    const auto colon = d.find(':');
+    const std::optional<cm::SapSpec> sap =
+        colon == std::string::npos || colon == 0 ? std::nullopt : parse_sap(d.substr(colon + 1));
+    if (!sap) {
+      fmt::print(stderr, "coemu call: '{}': expected NODE:SAP such as beta:42, beta:service:echo or beta:wildcard\n",
+                 d);
+      return kUsage;
+    }
+    dests.push_back({d.substr(0, colon), *sap, d});
+  }
+  const bool multipoint = o.multipoint || dests.size() > 1;
+  if (multipoint && o.expect_echo) {
+    fmt::print(stderr, "coemu call: --echo: the leaves of a point-to-multipoint call never send\n");
     return kUsage;
   }
+  if (dests.size() > 64) {
+    fmt::print(stderr, "coemu call: {} parties: a point-to-multipoint call has at most 64\n", dests.size());
+    return kUsage;
+  }
+  const cm::Traffic traffic = o.qos.empty() ? cm::Traffic{} : std::get<cm::Traffic>(parse_qos(o.qos));
+  const uint64_t echo_slots = o.count >= 0 ? static_cast<uint64_t>(o.count) : 10;
+  if (o.expect_echo && (!o.duration.empty() && o.count < 0)) {
+    fmt::print(stderr, "coemu call: --echo needs --count (it keeps a send time per packet)\n");
+    return kUsage;
+  }
+
   emulator::ShutdownSignals::install();
   emulator::ShutdownSignals::set_graceful(true);
   auto started = start_cli_node(o.node, "call");
@@ -334,19 +439,21 @@ int run_call(const CallOptions& o) {
                node.data().max_payload(), o.node.dev);
     return kUsage;
   }
-  Caller c(node, o);
+  Caller c(node, o, o.expect_echo ? echo_slots : 0);
   const StopFirst stop{cli};  // the node stops before the client goes
   const cm::ClientId me = node.attach(&c);
   const Seconds wait(o.wait);
   const auto heard_deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(wait);
-  while (!node.knows(peer)) {
-    if (emulator::ShutdownSignals::requested()) return 1;
-    if (std::chrono::steady_clock::now() > heard_deadline) {
-      fmt::print(stderr, "coemu call: no HELLO from node '{}' on {} within {} s (is it running on this link?)\n",
-                 peer, o.node.dev, o.wait);
-      return 1;
+  for (const Dest& d : dests) {
+    while (!node.knows(d.node)) {
+      if (emulator::ShutdownSignals::requested()) return 1;
+      if (std::chrono::steady_clock::now() > heard_deadline) {
+        fmt::print(stderr, "coemu call: no HELLO from node '{}' on {} within {} s (is it running on this link?)\n",
+                   d.node, o.node.dev, o.wait);
+        return 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   auto af = node.open_af(me);
   if (!af) {
@@ -358,43 +465,58 @@ int run_call(const CallOptions& o) {
     fmt::print(stderr, "coemu call: cannot make a VC: {}\n", miniport::to_string(vc.error()));
     return 1;
   }
+  const std::string what = multipoint ? "point-to-multipoint call to " + dests[0].text : "call to " + dests[0].text;
   const auto t0 = std::chrono::steady_clock::now();
-  if (Status s = node.make_call(*vc, peer, *sap); s != Status::kPending) {
-    fmt::print(stderr, "coemu call: call to {} refused at once: {}\n", o.dest, miniport::to_string(s));
+  Status s = Status::kPending;
+  if (multipoint) {
+    auto party = node.make_multipoint_call(*vc, dests[0].node, dests[0].sap, traffic);
+    s = party ? Status::kPending : party.error();
+  } else {
+    s = node.make_call(*vc, dests[0].node, dests[0].sap, traffic);
+  }
+  if (s != Status::kPending) {
+    fmt::print(stderr, "coemu call: {} refused at once: {}\n", what, miniport::to_string(s));
     return 1;
   }
   // T303 and T310 bound the answer; --wait bounds our patience on top.
   if (!c.wait_event(Ev::kMakeCallComplete, wait + Seconds(40))) {
-    fmt::print(stderr, "coemu call: no answer from {}\n", o.dest);
+    fmt::print(stderr, "coemu call: no answer to the {}\n", what);
     return 1;
   }
   const ClientEvent done = c.event(Ev::kMakeCallComplete);
   const double setup_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   int rc = 0;
+  std::vector<uint32_t> parties;  // the ones added after the first, which joined
   if (done.status != Status::kSuccess) {
     if (o.node.json)  // the text event line said it already
-      fmt::print(stderr, "coemu call: call to {} failed: {}\n", o.dest, status_with_cause(done.status, done.cause));
+      fmt::print(stderr, "coemu call: {} failed: {}\n", what, status_with_cause(done.status, done.cause));
     rc = 1;
   } else {
-    const auto s0 = std::chrono::steady_clock::now();
-    uint64_t sent = 0;
-    while (sent < o.count && !emulator::ShutdownSignals::requested()) {
-      emulator::TxPacket p{node.data().alloc(), sent};
-      if (!p.buf) {  // pool empty: completions refill it
-        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    for (size_t i = 1; i < dests.size() && !emulator::ShutdownSignals::requested(); ++i) {
+      auto party = node.add_party(*vc, dests[i].node, dests[i].sap);
+      if (!party) {
+        fmt::print(stderr, "coemu call: add party {}: {}\n", dests[i].text, miniport::to_string(party.error()));
+        rc = 1;
         continue;
       }
-      uint8_t* d = p.buf.data() + miniport::kFramePayloadOffset;
-      miniport::store_be32(d, static_cast<uint32_t>(sent));
-      for (uint32_t i = 4; i < o.size; ++i) d[i] = static_cast<uint8_t>(sent + i);
-      p.buf.set_size(o.size);
-      c.stamp(static_cast<uint32_t>(sent));
-      if (node.data().send(*vc, std::span(&p, 1)) == 1) ++sent;
-      else std::this_thread::sleep_for(std::chrono::microseconds(100));  // ring full: back-pressure
+      if (!c.wait_event(Ev::kAddPartyComplete, wait + Seconds(40), i - 1)) {
+        fmt::print(stderr, "coemu call: no answer from party {}\n", dests[i].text);
+        rc = 1;
+        break;
+      }
+      const ClientEvent added = c.event(Ev::kAddPartyComplete, i - 1);
+      if (added.status == Status::kSuccess) {
+        parties.push_back(added.party);
+      } else {
+        if (o.node.json)
+          fmt::print(stderr, "coemu call: party {} failed: {}\n", dests[i].text,
+                     status_with_cause(added.status, added.cause));
+        rc = 1;
+      }
     }
-    const bool completed = c.wait([&] { return c.ok_ + c.failed_ >= sent; }, wait);
-    const bool echoed = !o.expect_echo || c.wait([&] { return c.rtt_ns_.size() >= sent; }, wait);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+    const Sent sent = send_packets(node, *vc, c, o);
+    const bool completed = c.wait([&] { return c.ok_ + c.failed_ >= sent.packets; }, wait);
+    const bool echoed = !o.expect_echo || c.wait([&] { return c.rtt_ns_.size() >= sent.packets; }, wait);
     std::vector<int64_t> rtt;
     uint64_t ok, failed;
     {
@@ -405,20 +527,34 @@ int run_call(const CallOptions& o) {
     }
     std::sort(rtt.begin(), rtt.end());
     auto pct = [&](double q) { return rtt.empty() ? 0.0 : rtt[static_cast<size_t>(q * (rtt.size() - 1))] / 1e3; };
+    const double bytes = static_cast<double>(sent.packets) * o.size;
+    const double bps = sent.seconds > 0 ? bytes * 8 / sent.seconds : 0;
     if (o.node.json) {
-      nlohmann::json j{{"event", "call_summary"}, {"dest", o.dest},     {"setup_ms", setup_ms},
-                       {"sent", sent},            {"completed_ok", ok}, {"completed_failed", failed},
-                       {"echoed", rtt.size()},    {"seconds", secs}};
+      nlohmann::json j{{"event", "call_summary"},  {"dest", o.dests},        {"multipoint", multipoint},
+                       {"parties", 1 + parties.size()}, {"setup_ms", setup_ms}, {"sent", sent.packets},
+                       {"bytes", static_cast<uint64_t>(bytes)}, {"completed_ok", ok}, {"completed_failed", failed},
+                       {"echoed", rtt.size()},      {"seconds", sent.seconds}, {"bits_per_s", bps}};
       if (!rtt.empty()) j["rtt_us"] = {{"p50", pct(0.5)}, {"p99", pct(0.99)}};
       fmt::print("{}\n", j.dump());
     } else {
-      fmt::print("call to {}: set up in {:.2f} ms; sent {} packets of {} bytes in {:.3f} s: {} completed ok, {} failed",
-                 o.dest, setup_ms, sent, o.size, secs, ok, failed);
+      fmt::print("{}{}: set up in {:.2f} ms; sent {} packets of {} bytes ({}) in {:.3f} s, {}: {} completed ok, {} failed",
+                 what, multipoint ? fmt::format(" ({} parties)", 1 + parties.size()) : "", setup_ms, sent.packets,
+                 o.size, human_bytes(bytes), sent.seconds, human_bits_per_s(bps), ok, failed);
       if (o.expect_echo) fmt::print("; {} echoed, rtt p50 {:.1f} us, p99 {:.1f} us", rtt.size(), pct(0.5), pct(0.99));
       fmt::print("\n");
     }
-    if (sent < o.count || !completed || failed || !echoed) rc = 1;
+    std::fflush(stdout);
+    const bool cut_short = o.count >= 0 && sent.packets < static_cast<uint64_t>(o.count) && o.duration.empty();
+    if (cut_short || !completed || failed || !echoed) rc = 1;
     if (emulator::ShutdownSignals::requested()) fmt::print(stderr, "coemu call: interrupted\n");
+    // R59: the parties go first; the call closes with its last one.
+    for (size_t i = 0; i < parties.size(); ++i) {
+      if (node.drop_party(parties[i]) != Status::kPending ||
+          !c.wait_event(Ev::kDropPartyComplete, wait + Seconds(40), i)) {
+        fmt::print(stderr, "coemu call: could not drop party {}\n", parties[i]);
+        rc = 1;
+      }
+    }
     // Our close, unless the peer's close is already being answered.
     const Status cs = node.close_call(*vc);
     if (cs != Status::kPending && cs != Status::kFailure)

@@ -1,7 +1,9 @@
 // `coemu listen` and `coemu call`: one node each, on a TAP, as a client of
 // its own call manager. listen registers SAPs and answers calls (accept,
-// reject, echo the data back, or sink it); call places one call to NODE:SAP,
-// sends packets on it and closes it. Both print the events they see.
+// reject, echo the data back, or sink it); call places one call to NODE:SAP
+// (or a point-to-multipoint call to several), with the QoS asked for, sends
+// packets on it (a count, or for a duration, paced or not) and closes it.
+// Both print the events they see.
 #pragma once
 
 #include <cstdint>
@@ -21,11 +23,15 @@ struct ListenOptions {
 
 struct CallOptions {
   NodeCliOptions node;
-  std::string dest;          // NODE:SAP
-  uint64_t count = 10;       // packets to send
-  uint32_t size = 64;        // payload bytes
-  double wait = 5;           // seconds to wait for the peer's HELLO and each answer
-  bool expect_echo = false;  // wait for every packet to come back before closing
+  std::vector<std::string> dests;  // NODE:SAP; several make a point-to-multipoint call
+  bool multipoint = false;         // point-to-multipoint even with one party
+  std::string qos;                 // parse_qos() form; "" = best effort
+  int64_t count = -1;              // packets to send; -1 = 10, or no limit with a duration
+  std::string duration;            // send for this long ("" = until count)
+  std::string rate;                // pace the payload at this rate ("" = as fast as it goes)
+  uint32_t size = 64;              // payload bytes
+  double wait = 5;                 // seconds to wait for the peers' HELLOs and each answer
+  bool expect_echo = false;        // wait for every packet to come back before closing
 };
 
 void add_listen_command(CLI::App& app, ListenOptions& o, CLI::App*& cmd);

@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
   tools::DemoOptions demo;
   auto* demo_cmd = app.add_subcommand(
       "demo", "Two nodes exchange verified DATA frames both ways, record a pcap, tear down, summarize.\n"
-              "As root: a real lab (2 namespaces, 2 TAPs, bridges, veth). Otherwise: the memory wire.");
+              "As root: a real lab (2 namespaces, 2 TAPs, bridges, veth). Otherwise: the memory wire.\n"
+              "Example: coemu demo --frames 1000 --pcap /tmp/demo.pcap");
   demo_cmd->add_option("-n,--frames", demo.frames, "Frames to send each way")
       ->check(CLI::Range(1u, 10'000'000u))
       ->capture_default_str();
@@ -73,13 +74,15 @@ int main(int argc, char** argv) {
   demo_cmd->add_flag("--memory", demo.force_memory, "Use the memory wire even when a lab could be built");
   demo_cmd->add_flag("-j,--json", demo.json, "Print the summary as one JSON object");
 
-  auto* bench_cmd = app.add_subcommand("bench", "Benchmarks, each case beside its baseline from the same run");
+  auto* bench_cmd = app.add_subcommand("bench", "Benchmarks, each case beside its baseline from the same run\n"
+                                                      "Example: coemu bench calls --inflight 1,16 --json");
   bench_cmd->require_subcommand(1);
   tools::BenchDatapathOptions bench;
   auto* bench_dp = bench_cmd->add_subcommand(
       "datapath", "Two nodes move DATA frames on a PVC through the engine, over the memory wire and over\n"
                   "two TAPs on a bridge (root; in a namespace of its own), against a raw one-call-per-frame\n"
-                  "loop on the identical path; then ping-pong round trips.");
+                  "loop on the identical path; then ping-pong round trips.\n"
+                  "Example: coemu bench datapath --links memory --sizes 64,1500 --repeat 3 --json");
   add_timing_options(bench_dp, bench.seconds, bench.repeat, "Seconds per throughput case",
                      "Alternate raw and engine this often; report medians");
   bench_dp->add_option("--sizes", bench.sizes, "Payload sizes in bytes (above 1478 runs on MTU 65521)")
@@ -129,7 +132,8 @@ int main(int argc, char** argv) {
                             "receives signaling while the control thread sleeps runs it itself)");
   bench_calls_cmd->add_flag("-j,--json", bench_calls.json, "One JSON object per case, as bench datapath");
 
-  auto* lab_cmd = app.add_subcommand("lab", "Build, inspect and remove namespace labs");
+  auto* lab_cmd = app.add_subcommand("lab", "Build, inspect and remove namespace labs\n"
+                                            "Example: coemu lab up l1 --nodes a,b --link a-b && coemu lab down l1");
   lab_cmd->require_subcommand(1);
   emulator::LabOptions lab_opts;
   lab_cmd->add_option("--state-dir", lab_opts.state_dir, "Where lab state files live")->capture_default_str();
@@ -138,20 +142,33 @@ int main(int argc, char** argv) {
   std::string nodes_csv;
   std::vector<std::string> links;
   auto* up = lab_cmd->add_subcommand("up", "Build a lab: a namespace per node with a bridge and a persistent TAP,\n"
-                                           "a veth pair per link. Stays up until `coemu lab down NAME`.");
+                                           "a veth pair per link. Stays up until `coemu lab down NAME`.\n"
+                                           "Example: coemu lab up l1 --nodes a,b,c --link a-b --link b-c --mtu 9000");
   up->add_option("name", spec.name, "Lab name: 1..6 characters a-z, 0-9")->required();
   up->add_option("--nodes", nodes_csv, "Comma-separated node names (a-z, 0-9)")->required();
   up->add_option("--link", links, "A link NODE-NODE (repeatable); links must not form a loop");
   up->add_option("--mtu", spec.mtu, "MTU of TAPs, bridges and veths")->capture_default_str();
 
   std::string down_name;
-  auto* down = lab_cmd->add_subcommand("down", "Remove a lab, also one whose owner crashed (idempotent)");
+  auto* down = lab_cmd->add_subcommand("down", "Remove a lab, also one whose owner crashed (idempotent)\n"
+                                               "Example: coemu lab down l1");
   down->add_option("name", down_name, "Lab name")->required();
 
   bool status_json = false;
-  auto* status = lab_cmd->add_subcommand("status", "List labs that have a state file");
+  auto* status = lab_cmd->add_subcommand("status", "List labs that have a state file\nExample: coemu lab status --json");
   status->add_flag("-j,--json", status_json, "JSON output");
 
+  // CLI11 would only say that a subcommand is required; name the word.
+  auto known = [&](const char* word) {
+    for (const CLI::App* sc : app.get_subcommands({}))
+      if (sc->get_name() == word) return true;
+    return false;
+  };
+  if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
+    fmt::print(stderr, "coemu: unknown command '{}' (commands: demo, listen, call, decode, lab, bench; see --help)\n",
+               argv[1]);
+    return kUsage;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
