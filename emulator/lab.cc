@@ -62,6 +62,16 @@ Result<void> Lab::validate(const LabSpec& s) {
   if (s.nodes.empty()) return invalid("lab " + s.name + ": no nodes");
   if (s.nodes.size() > 99) return invalid("lab " + s.name + ": at most 99 nodes");
   if (s.mtu < 68 || s.mtu > 65535) return invalid("lab MTU " + std::to_string(s.mtu) + ": must be within 68..65535");
+  if (!s.node_options.empty() && s.node_options.size() != s.nodes.size())
+    return invalid("lab " + s.name + ": node options for " + std::to_string(s.node_options.size()) + " of " +
+                   std::to_string(s.nodes.size()) + " nodes");
+  for (size_t i = 0; i < s.node_options.size(); ++i) {
+    const auto& o = s.node_options[i];
+    if (o.mtu != 0 && (o.mtu < 68 || o.mtu > 65521))
+      return invalid("node " + s.nodes[i] + ": MTU " + std::to_string(o.mtu) + " must be within 68..65521");
+    if (o.queues < 1 || o.queues > 16)
+      return invalid("node " + s.nodes[i] + ": " + std::to_string(o.queues) + " queues; a TAP has 1..16");
+  }
   std::set<std::string> seen;
   for (const auto& n : s.nodes) {
     if (!is_word(n, 16)) return invalid("node name '" + n + "': use 1..16 characters a-z, 0-9");
@@ -129,8 +139,11 @@ Result<std::unique_ptr<Lab>> Lab::up(const LabSpec& spec, const LabOptions& opts
   std::unique_ptr<Lab> lab(new Lab(spec, opts));
   for (size_t i = 0; i < spec.nodes.size(); ++i) {
     const std::string base = "coe" + spec.name;
+    LabNodeOptions o = spec.node_options.empty() ? LabNodeOptions{} : spec.node_options[i];
+    if (o.address.empty()) o.address = spec.nodes[i];
+    if (o.mtu == 0) o.mtu = spec.mtu;
     lab->nodes_.push_back(LabNode{spec.nodes[i], pre + spec.nodes[i], base + "b" + std::to_string(i),
-                                  base + "t" + std::to_string(i)});
+                                  base + "t" + std::to_string(i), o});
   }
   if (auto r = lab->build(); !r) {
     const std::string why = last_error();
@@ -150,8 +163,19 @@ Result<void> Lab::build() {
   j["nodes"] = nlohmann::json::array();
   for (const auto& n : nodes_) {
     j["netns"].push_back(n.netns);
-    j["nodes"].push_back({{"name", n.name}, {"netns", n.netns}, {"bridge", n.bridge}, {"tap", n.tap}});
+    j["nodes"].push_back({{"name", n.name},
+                          {"netns", n.netns},
+                          {"bridge", n.bridge},
+                          {"tap", n.tap},
+                          {"address", n.options.address},
+                          {"mtu", n.options.mtu},
+                          {"queues", n.options.queues},
+                          {"impair", n.options.impair},
+                          {"pcap", n.options.pcap}});
   }
+  // Bridges and veths carry the largest frames any node sends.
+  uint32_t wire_mtu = spec_.mtu;
+  for (const auto& n : nodes_) wire_mtu = std::max(wire_mtu, n.options.mtu);
   j["links"] = nlohmann::json::array();
   for (const auto& [a, b] : spec_.links) j["links"].push_back({a, b});
   j["mtu"] = spec_.mtu;
@@ -165,7 +189,7 @@ Result<void> Lab::build() {
     COEMU_TRY(nl.set_up("lo", true));
     COEMU_TRY(step("add bridge"));
     COEMU_TRY(nl.add_bridge(n.bridge));
-    COEMU_TRY(nl.set_mtu(n.bridge, spec_.mtu));
+    COEMU_TRY(nl.set_mtu(n.bridge, wire_mtu));
     COEMU_TRY(nl.set_up(n.bridge, true));
     COEMU_TRY(step("add TAP"));
     {
@@ -173,12 +197,13 @@ Result<void> Lab::build() {
       t.name = n.tap;
       t.netns = &ns.back();
       t.persist = true;
+      t.queues = n.options.queues;  // a multi-queue TAP is one from its creation
       t.io = TapIo::kWrite;  // nothing is sent through this fd
       // The fd closes at the end of this block; the device stays (persistent)
       // for the node that attaches to it.
       auto tap = COEMU_TRY(TapDevice::open(t));
     }
-    COEMU_TRY(nl.set_mtu(n.tap, spec_.mtu));
+    COEMU_TRY(nl.set_mtu(n.tap, n.options.mtu));
     COEMU_TRY(nl.enslave(n.bridge, n.tap));
     COEMU_TRY(nl.set_up(n.tap, true));
   }
@@ -197,7 +222,7 @@ Result<void> Lab::build() {
     // moment exists where a half-made pair sits in the caller's namespace.
     COEMU_TRY(nla.add_veth(va, vb, &ns[ib]));
     for (auto [nl, dev, br] : {std::tuple{&nla, va, nodes_[ia].bridge}, std::tuple{&nlb, vb, nodes_[ib].bridge}}) {
-      COEMU_TRY(nl->set_mtu(dev, spec_.mtu));
+      COEMU_TRY(nl->set_mtu(dev, wire_mtu));
       COEMU_TRY(nl->enslave(br, dev));
       COEMU_TRY(nl->set_up(dev, true));
     }
@@ -248,6 +273,51 @@ std::vector<std::string> Lab::list(const LabOptions& opts) {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+Result<LabState> Lab::read(std::string_view lab_name, const LabOptions& opts) {
+  if (!is_word(lab_name, 6)) return invalid("lab name '" + std::string(lab_name) + "': use 1..6 characters a-z, 0-9");
+  const std::string path = state_path(opts, lab_name);
+  std::ifstream f(path);
+  if (!f) {
+    set_last_error("no lab '" + std::string(lab_name) + "' is up (no " + path + "); see: coemu lab status");
+    return miniport::fail(Status::kFailure);
+  }
+  auto j = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+  LabState st;
+  st.name = std::string(lab_name);
+  if (!j.is_object() || !j.contains("nodes") || !j["nodes"].is_array()) return invalid(path + ": damaged state file");
+  try {
+    st.mtu = j.value("mtu", 1500u);
+    if (j.contains("links"))
+      for (const auto& l : j["links"]) st.links.emplace_back(l.at(0).get<std::string>(), l.at(1).get<std::string>());
+  } catch (const nlohmann::json::exception& e) {
+    return invalid(path + ": damaged state file (" + e.what() + ")");
+  }
+  for (const auto& n : j["nodes"]) try {
+    if (!n.is_object()) return invalid(path + ": damaged state file");
+    LabNode node;
+    node.name = n.value("name", "");
+    node.netns = n.value("netns", "");
+    node.bridge = n.value("bridge", "");
+    node.tap = n.value("tap", "");
+    node.options.address = n.value("address", node.name);
+    node.options.mtu = n.value("mtu", j.value("mtu", 1500u));
+    node.options.queues = n.value("queues", 1u);
+    node.options.impair = n.value("impair", "");
+    node.options.pcap = n.value("pcap", "");
+    if (node.name.empty() || node.netns.empty() || node.tap.empty()) return invalid(path + ": damaged state file");
+    st.nodes.push_back(std::move(node));
+  } catch (const nlohmann::json::exception& e) {
+    return invalid(path + ": damaged state file (" + e.what() + ")");
+  }
+  return st;
+}
+
+const LabNode* LabState::node(std::string_view name) const noexcept {
+  for (const auto& n : nodes)
+    if (n.name == name) return &n;
+  return nullptr;
 }
 
 const LabNode* Lab::node(std::string_view name) const noexcept {

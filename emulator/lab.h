@@ -26,6 +26,17 @@
 
 namespace emulator {
 
+// What a node of a lab runs with, beyond its name (kept in the state file
+// for the commands that run the node: `coemu listen --lab L --node N`).
+struct LabNodeOptions {
+  std::string address = {};  // node address (default: the node's name)
+  uint32_t mtu = 0;          // of its TAP; 0 = the lab's
+  uint32_t queues = 1;       // TAP queues (1..16)
+  std::string impair = {};   // impairment spec of what it sends ("" = none)
+  std::string pcap = {};     // where it records its frames ("" = nowhere)
+  friend bool operator==(const LabNodeOptions&, const LabNodeOptions&) = default;
+};
+
 struct LabSpec {
   std::string name = {};           // [a-z0-9]{1,6}
   std::vector<std::string> nodes = {};  // [a-z0-9]{1,16} each, 1..99 nodes
@@ -33,6 +44,10 @@ struct LabSpec {
   // forest (no loops), or broadcasts would circle for ever.
   std::vector<std::pair<std::string, std::string>> links = {};
   uint32_t mtu = 1500;             // of TAPs, bridges and veths (68..65535)
+  // Per node, in the order of `nodes` (empty: defaults for all). Bridges and
+  // veths take the largest MTU of the lab, so a node's smaller TAP MTU is
+  // where frames too big for it are dropped, as on a real segment.
+  std::vector<LabNodeOptions> node_options = {};
 };
 
 struct LabOptions {
@@ -47,6 +62,16 @@ struct LabNode {
   std::string netns;   // namespace name in /run/netns
   std::string bridge;  // bridge inside the namespace
   std::string tap;     // persistent TAP inside the namespace, enslaved to the bridge
+  LabNodeOptions options = {};  // address filled in (the name when not given)
+};
+
+// What the state file of a lab that is up says.
+struct LabState {
+  std::string name;
+  uint32_t mtu = 1500;
+  std::vector<LabNode> nodes;
+  std::vector<std::pair<std::string, std::string>> links;
+  [[nodiscard]] const LabNode* node(std::string_view name) const noexcept;
 };
 
 class Lab {
@@ -62,6 +87,10 @@ class Lab {
   [[nodiscard]] static Result<void> down(std::string_view lab_name, const LabOptions& opts = {});
   // Names of labs with a state file in opts.state_dir.
   [[nodiscard]] static std::vector<std::string> list(const LabOptions& opts = {});
+  // A lab that is up, from its state file. Errors: kFailure when there is
+  // no such lab, kInvalidData when its state file is damaged (last_error()
+  // says which).
+  [[nodiscard]] static Result<LabState> read(std::string_view lab_name, const LabOptions& opts = {});
 
   // Removes this lab (idempotent). The destructor does it unless release()d.
   [[nodiscard]] Result<void> down();

@@ -6,6 +6,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "cm/sig_codec.h"
@@ -247,7 +248,13 @@ class Decoder {
     j["kind"] = "MSG";
     j["seq"] = h.seq;
     j["ack"] = h.ack;
-    const std::string head = fmt::format("seq {} ack {}  ", h.seq, h.ack);
+    // The transport resends a MSG whose ack is late: same association, a seq
+    // already seen. It is shown, marked, and not counted twice in its call.
+    uint32_t& last = last_seq_[{mac_key(eth.src), mac_key(eth.dst), h.incarnation}];
+    const bool resent = h.seq <= last;
+    if (!resent) last = h.seq;
+    if (resent) j["retransmission"] = true;
+    const std::string head = fmt::format("seq {} ack {}  {}", h.seq, h.ack, resent ? "(resent) " : "");
     const cm::Decoded d = cm::decode_message(f->body);
     if (d.verdict == cm::Verdict::kMalformed) {
       j["error"] = "message length disagrees with body_len or shorter than 8 bytes";
@@ -273,18 +280,25 @@ class Decoder {
     const MacAddress& originator = to_orig ? eth.dst : eth.src;
     const MacAddress& other = to_orig ? eth.src : eth.dst;
     std::string label;
-    if (Call* c = track(eth.src, originator, other, ref, d, ns)) {
+    if (Call* c = resent ? find(originator, other, ref) : track(eth.src, originator, other, ref, d, ns)) {
       label = c->id;
       j["call"] = c->id;
       Json step = {{"t_ms", static_cast<double>(ns - c->start_ns) / 1e6}, {"from", name(eth.src)},
                    {"to", name(eth.dst)}, {"msg", type}};
       ies_json(d.msg, step);
-      c->ladder.push_back({ns, name(eth.src), name(eth.dst), words.empty() ? type : type + " " + words, step});
+      if (resent) step["retransmission"] = true;
+      c->ladder.push_back({ns, name(eth.src), name(eth.dst),
+                           (resent ? "(resent) " : "") + (words.empty() ? type : type + " " + words), step});
       if (d.msg.vci) vcis_[{mac_key(eth.src), *d.msg.vci}] = static_cast<size_t>(c - calls_.data());
     } else {
       label = ref == 0 ? "all calls" : fmt::format("call_ref {}{}", ref, to_orig ? " (to originator)" : "");
     }
     return head + type + " " + label + (words.empty() ? "" : " " + words);
+  }
+
+  Call* find(const MacAddress& originator, const MacAddress& other, uint32_t ref) {
+    auto it = live_.find(Key{mac_key(originator), mac_key(other), ref});
+    return it == live_.end() ? nullptr : &calls_[it->second];
   }
 
   // Finds or starts the call a message belongs to and notes what it did.
@@ -421,6 +435,7 @@ class Decoder {
   std::vector<Call> calls_;
   std::map<Key, size_t> live_;
   std::map<std::pair<uint64_t, uint32_t>, size_t> vcis_;  // (receiving MAC, VCI) -> call
+  std::map<std::tuple<uint64_t, uint64_t, uint32_t>, uint32_t> last_seq_;  // (src, dst, incarnation) -> seq
 };
 
 // Node names from the HELLOs in the file (a first pass, so that even the

@@ -436,7 +436,7 @@ int run_call(const CallOptions& o) {
   Node& node = *cli.node;
   if (o.size > node.data().max_payload()) {
     fmt::print(stderr, "coemu call: --size {}: at most {} bytes fit the MTU of {}\n", o.size,
-               node.data().max_payload(), o.node.dev);
+               node.data().max_payload(), cli.opts.dev);
     return kUsage;
   }
   Caller c(node, o, o.expect_echo ? echo_slots : 0);
@@ -449,7 +449,7 @@ int run_call(const CallOptions& o) {
       if (emulator::ShutdownSignals::requested()) return 1;
       if (std::chrono::steady_clock::now() > heard_deadline) {
         fmt::print(stderr, "coemu call: no HELLO from node '{}' on {} within {} s (is it running on this link?)\n",
-                   d.node, o.node.dev, o.wait);
+                   d.node, cli.opts.dev, o.wait);
         return 1;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));

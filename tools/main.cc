@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "emulator/lab.h"
+#include "emulator/topology.h"
 #include "emulator/unique_fd.h"
 #include "tools/bench_calls.h"
 #include "tools/bench_datapath.h"
@@ -141,11 +142,16 @@ int main(int argc, char** argv) {
   emulator::LabSpec spec;
   std::string nodes_csv;
   std::vector<std::string> links;
-  auto* up = lab_cmd->add_subcommand("up", "Build a lab: a namespace per node with a bridge and a persistent TAP,\n"
-                                           "a veth pair per link. Stays up until `coemu lab down NAME`.\n"
-                                           "Example: coemu lab up l1 --nodes a,b,c --link a-b --link b-c --mtu 9000");
-  up->add_option("name", spec.name, "Lab name: 1..6 characters a-z, 0-9")->required();
-  up->add_option("--nodes", nodes_csv, "Comma-separated node names (a-z, 0-9)")->required();
+  auto* up = lab_cmd->add_subcommand(
+      "up",
+      "Build a lab from a topology file (YAML: nodes, links, MTU, queues, impairments, capture;\n"
+      "see tools/labs/) or from the command line: a namespace per node with a bridge and a\n"
+      "persistent TAP, a veth pair per link. Stays up until `coemu lab down NAME`.\n"
+      "Examples:\n"
+      "  coemu lab up tools/labs/star.yaml\n"
+      "  coemu lab up l1 --nodes a,b,c --link a-b --link b-c --mtu 9000");
+  up->add_option("lab", spec.name, "A topology file (*.yaml), or a lab name: 1..6 characters a-z, 0-9")->required();
+  up->add_option("--nodes", nodes_csv, "Comma-separated node names (a-z, 0-9), without a file");
   up->add_option("--link", links, "A link NODE-NODE (repeatable); links must not form a loop");
   up->add_option("--mtu", spec.mtu, "MTU of TAPs, bridges and veths")->capture_default_str();
 
@@ -155,7 +161,9 @@ int main(int argc, char** argv) {
   down->add_option("name", down_name, "Lab name")->required();
 
   bool status_json = false;
-  auto* status = lab_cmd->add_subcommand("status", "List labs that have a state file\nExample: coemu lab status --json");
+  auto* status = lab_cmd->add_subcommand(
+      "status", "Show the labs that are up: their nodes (namespace, TAP, address, impairment, capture)\n"
+                "and links.\nExample: coemu lab status --json");
   status->add_flag("-j,--json", status_json, "JSON output");
 
   // CLI11 would only say that a subcommand is required; name the word.
@@ -185,12 +193,31 @@ int main(int argc, char** argv) {
   if (*decode_cmd) return tools::run_decode(decode);
 
   if (*up) {
-    spec.nodes = split_commas(nodes_csv);
-    try {
-      for (const auto& l : links) spec.links.push_back(split_link(l));
-    } catch (const CLI::ValidationError& e) {
-      fmt::print(stderr, "coemu: {}\n", e.what());
-      return kUsage;
+    const bool from_file = spec.name.ends_with(".yaml") || spec.name.ends_with(".yml") ||
+                           spec.name.find('/') != std::string::npos;
+    if (from_file) {
+      if (!nodes_csv.empty() || !links.empty()) {
+        fmt::print(stderr, "coemu: lab up {}: the file says the nodes and links; drop --nodes/--link\n", spec.name);
+        return kUsage;
+      }
+      auto topo = emulator::Topology::load(spec.name);
+      if (!topo) {
+        fmt::print(stderr, "coemu: {}\n", emulator::last_error());
+        return topo.error() == miniport::Status::kInvalidData ? kUsage : 1;
+      }
+      spec = topo->lab;
+    } else {
+      if (nodes_csv.empty()) {
+        fmt::print(stderr, "coemu: lab up {}: --nodes is required without a topology file\n", spec.name);
+        return kUsage;
+      }
+      spec.nodes = split_commas(nodes_csv);
+      try {
+        for (const auto& l : links) spec.links.push_back(split_link(l));
+      } catch (const CLI::ValidationError& e) {
+        fmt::print(stderr, "coemu: {}\n", e.what());
+        return kUsage;
+      }
     }
     if (auto v = emulator::Lab::validate(spec); !v) {
       fmt::print(stderr, "coemu: {}\n", emulator::last_error());
@@ -204,8 +231,11 @@ int main(int argc, char** argv) {
     }
     (*lab)->release();
     for (const auto& n : (*lab)->nodes())
-      fmt::print("{}: netns {}, bridge {}, tap {}\n", n.name, n.netns, n.bridge, n.tap);
-    fmt::print("lab {} is up; remove it with: coemu lab down {}\n", spec.name, spec.name);
+      fmt::print("{}: netns {}, bridge {}, tap {}{}{}\n", n.name, n.netns, n.bridge, n.tap,
+                 n.options.impair.empty() ? "" : ", impair " + n.options.impair,
+                 n.options.pcap.empty() ? "" : ", capture " + n.options.pcap);
+    fmt::print("lab {} is up; run a node with: coemu listen --lab {} --node {}; remove it with: coemu lab down {}\n",
+               spec.name, spec.name, spec.nodes.back(), spec.name);
     return 0;
   }
   if (*down) {
@@ -217,14 +247,35 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*status) {
-    auto labs = emulator::Lab::list(lab_opts);
-    if (status_json) {
-      fmt::print("{}\n", nlohmann::json(labs).dump());
-    } else if (labs.empty()) {
-      fmt::print("no labs\n");
-    } else {
-      for (const auto& l : labs) fmt::print("{}\n", l);
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& name : emulator::Lab::list(lab_opts)) {
+      auto st = emulator::Lab::read(name, lab_opts);
+      if (!st) {
+        fmt::print(stderr, "coemu: lab {}: {}\n", name, emulator::last_error());
+        continue;
+      }
+      nlohmann::json j{{"lab", name}, {"mtu", st->mtu}, {"nodes", nlohmann::json::array()}, {"links", st->links}};
+      for (const auto& n : st->nodes)
+        j["nodes"].push_back({{"name", n.name},
+                              {"netns", n.netns},
+                              {"tap", n.tap},
+                              {"address", n.options.address},
+                              {"mtu", n.options.mtu},
+                              {"queues", n.options.queues},
+                              {"impair", n.options.impair},
+                              {"pcap", n.options.pcap}});
+      all.push_back(j);
+      if (status_json) continue;
+      fmt::print("lab {} (MTU {})\n", name, st->mtu);
+      for (const auto& n : st->nodes)
+        fmt::print("  node {:<8} address {:<10} netns {} tap {}{}{}{}\n", n.name, n.options.address, n.netns, n.tap,
+                   n.options.mtu != st->mtu ? fmt::format(" mtu {}", n.options.mtu) : "",
+                   n.options.impair.empty() ? "" : " impair " + n.options.impair,
+                   n.options.pcap.empty() ? "" : " capture " + n.options.pcap);
+      for (const auto& [a, b] : st->links) fmt::print("  link {}-{}\n", a, b);
     }
+    if (status_json) fmt::print("{}\n", all.dump());
+    else if (all.empty()) fmt::print("no labs\n");
     return 0;
   }
   return kUsage;

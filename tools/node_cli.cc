@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "emulator/lab.h"
 #include "emulator/route_netlink.h"
 
 namespace tools {
@@ -13,15 +14,62 @@ using miniport::Status;
 constexpr int kUsage = 2;
 
 void add_node_options(CLI::App* cmd, NodeCliOptions& o) {
-  cmd->add_option("-a,--address", o.address, "This node's address (1-32 of A-Z a-z 0-9 . _ -)")->required();
-  cmd->add_option("-d,--dev", o.dev, "TAP device: attached if it exists (a lab's), else created and brought up")
-      ->required();
+  cmd->add_option("-l,--lab", o.lab, "Run as a node of this lab (made by `coemu lab up`): its namespace, TAP,\n"
+                                     "address, impairment and capture come from the lab; needs --node");
+  cmd->add_option("--node", o.lab_node, "Which node of --lab");
+  cmd->add_option("-a,--address", o.address, "This node's address (1-32 of A-Z a-z 0-9 . _ -) [lab: the node's]");
+  cmd->add_option("-d,--dev", o.dev, "TAP device: attached if it exists (a lab's), else created and brought up");
   cmd->add_option("-n,--netns", o.netns, "Named network namespace the TAP lives in (default: this one)");
   cmd->add_option("--mac", o.mac, "Node MAC, aa:bb:cc:dd:ee:ff (default: derived from the address)");
-  cmd->add_option("--impair", o.impair, "Impair what this node sends, e.g. loss=1%,delay=5ms,seed=7");
-  cmd->add_option("--pcap", o.pcap, "Record every frame the node sends and receives (nanosecond pcap)");
+  cmd->add_option("--impair", o.impair, "Impair what this node sends, e.g. loss=1%,delay=5ms,seed=7 [lab: the node's]");
+  cmd->add_option("--pcap", o.pcap, "Record every frame the node sends and receives (nanosecond pcap) [lab: the node's]");
   cmd->add_flag("-j,--json", o.json, "Events as JSON lines on stdout (logs stay on stderr)");
 }
+
+namespace {
+
+// --lab L --node N: the node's settings from the lab's state file, under
+// what the command line says explicitly.
+std::variant<NodeCliOptions, int> resolve(const NodeCliOptions& in, const char* cmd) {
+  NodeCliOptions o = in;
+  if (o.lab.empty()) {
+    if (!o.lab_node.empty()) {
+      fmt::print(stderr, "coemu {}: --node '{}' needs --lab\n", cmd, o.lab_node);
+      return kUsage;
+    }
+    if (o.address.empty() || o.dev.empty()) {
+      fmt::print(stderr, "coemu {}: {} is required (or --lab LAB --node NODE)\n", cmd,
+                 o.address.empty() ? "--address" : "--dev");
+      return kUsage;
+    }
+    return o;
+  }
+  if (!o.dev.empty() || !o.netns.empty()) {
+    fmt::print(stderr, "coemu {}: --lab gives the TAP and namespace; drop --dev/--netns\n", cmd);
+    return kUsage;
+  }
+  auto lab = emulator::Lab::read(o.lab);
+  if (!lab) {
+    fmt::print(stderr, "coemu {}: --lab '{}': {}\n", cmd, o.lab, emulator::last_error());
+    return lab.error() == Status::kInvalidData ? kUsage : 1;
+  }
+  const emulator::LabNode* n = lab->node(o.lab_node);
+  if (n == nullptr) {
+    std::string names;
+    for (const auto& x : lab->nodes) names += (names.empty() ? "" : ", ") + x.name;
+    fmt::print(stderr, "coemu {}: --node '{}': lab {} has {}\n", cmd, o.lab_node, o.lab, names);
+    return kUsage;
+  }
+  o.dev = n->tap;
+  o.netns = n->netns;
+  o.queues = n->options.queues;
+  if (o.address.empty()) o.address = n->options.address;
+  if (o.impair.empty()) o.impair = n->options.impair;
+  if (o.pcap.empty()) o.pcap = n->options.pcap;
+  return o;
+}
+
+}  // namespace
 
 CliNode::~CliNode() {
   node.reset();  // joins its threads before the TAP and the recorder go
@@ -30,8 +78,12 @@ CliNode::~CliNode() {
   pcap.reset();
 }
 
-std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions& o, const char* cmd) {
+std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions& given, const char* cmd) {
+  auto resolved = resolve(given, cmd);
+  if (auto* rc = std::get_if<int>(&resolved)) return *rc;
   auto n = std::make_unique<CliNode>();
+  n->opts = std::get<NodeCliOptions>(resolved);
+  const NodeCliOptions& o = n->opts;
   miniport::MacAddress mac;
   if (o.mac.empty()) {
     uint64_t h = 1469598103934665603ULL;  // FNV-1a of the address: stable across runs
@@ -61,8 +113,8 @@ std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions&
     n->ns = std::move(*ns);
   }
   const emulator::Netns* where = n->ns ? &*n->ns : nullptr;
-  auto tap = emulator::TapDevice::open({.name = o.dev, .netns = where, .attach = true});
-  if (!tap && tap.error() == Status::kAdapterRemoved) {
+  auto tap = emulator::TapDevice::open({.name = o.dev, .netns = where, .queues = o.queues, .attach = true});
+  if (!tap && tap.error() == Status::kAdapterRemoved && o.lab.empty()) {
     tap = emulator::TapDevice::open({.name = o.dev, .netns = where});
     n->created_tap = static_cast<bool>(tap);
   }

@@ -18,21 +18,26 @@
 namespace tools {
 
 struct NodeCliOptions {
+  std::string lab;       // run as this node of a lab that is up: --lab L --node N
+  std::string lab_node;  // (fills address, dev, netns, queues, impair, pcap)
   std::string address;  // node address announced in HELLOs
   std::string dev;      // TAP device
   std::string netns;    // named namespace of the TAP ("" = this one)
+  uint32_t queues = 1;  // TAP queues
   std::string mac;      // "" = derived from the address
   std::string impair;   // impairment spec for what this node sends
   std::string pcap;     // "" = no capture
   bool json = false;    // events as JSON lines on stdout
 };
 
-// Adds --address, --dev, --netns, --mac, --impair, --pcap and --json to cmd.
+// Adds --lab, --node, --address, --dev, --netns, --mac, --impair, --pcap and
+// --json to cmd.
 void add_node_options(CLI::App* cmd, NodeCliOptions& o);
 
 // A started node and everything it runs on; members are destroyed in the
 // reverse order (the node stops before its TAP closes).
 struct CliNode {
+  NodeCliOptions opts;  // as resolved: a lab's node filled in
   std::optional<emulator::Netns> ns;
   std::unique_ptr<emulator::TapDevice> tap;
   std::unique_ptr<emulator::PcapRecorder> pcap;

@@ -33,6 +33,12 @@ USAGE_ERRORS = [
     (["bench", "calls", "--inflight", "0"], "--inflight"),
     (["lab", "up", "UPPER", "--nodes", "a,b"], "UPPER"),
     (["lab", "up", "l1", "--nodes", "a,b", "--link", "a"], "--link"),
+    (["lab", "up", "l1"], "--nodes"),
+    (["lab", "up", "/nonexistent/topo.yaml", "--nodes", "a"], "--nodes"),
+    (["call", "beta:42"], "--address"),
+    (["call", "-a", "alpha", "beta:42"], "--dev"),
+    (["call", "--node", "a", "beta:42"], "--lab"),
+    (["listen", "--lab", "Bad!", "--node", "a"], "Bad!"),
 ]
 
 

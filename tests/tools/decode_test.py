@@ -44,8 +44,9 @@ def main():
     # JSON lines: one object per frame, nothing else on stdout.
     r = run(coemu, "decode", "-j", known)
     frames = [json.loads(line) for line in r.stdout.splitlines()]
-    if len(frames) != 37 or [f["frame"] for f in frames] != list(range(1, 38)):
-        fail(f"expected frames 1..37, got {[f.get('frame') for f in frames]}")
+    n = len(frames)
+    if n < 30 or [f["frame"] for f in frames] != list(range(1, n + 1)):
+        fail(f"expected frames 1..N, got {[f.get('frame') for f in frames]}")
     setup = next(f for f in frames if f.get("msg") == "SETUP")
     if (setup["call"], setup["called"], setup["sap"], setup["traffic"]["transmit"]["service"]) != \
             ("alpha#1", "beta", "42", "guaranteed"):
@@ -54,8 +55,13 @@ def main():
     if not data_frames or any(f.get("call") not in ("alpha#1", "alpha#3") for f in data_frames):
         fail(f"DATA frames not mapped to their calls: {data_frames}")
     errors = [f["frame"] for f in frames if "error" in f]
-    if errors != [29, 30, 31, 32, 33, 34, 36, 37]:
-        fail(f"frames flagged with errors: {errors}")
+    # The ten hand-made frames come last; all but the RESET are flagged, and
+    # the last repeats an earlier MSG of the same association.
+    if errors != [n - 9, n - 8, n - 7, n - 6, n - 5, n - 4, n - 2, n - 1, n]:
+        fail(f"frames flagged with errors: {errors} of {n}")
+    resent = [f["frame"] for f in frames if f.get("retransmission")]
+    if resent != [n]:
+        fail(f"retransmissions: {resent}, expected [{n}]")
 
     r = run(coemu, "decode", "--calls", "--json", known)
     calls = [json.loads(line) for line in r.stdout.splitlines()]

@@ -7,7 +7,7 @@
 // hand-made frames that a decoder must flag or decline: a SIG frame of
 // version 2, one with hdr_len 20, body_len past the end, an unknown message
 // type, an IE past the end of its message, an unknown comprehension-required
-// IE, a RESET, a DATA frame whose len lies and one for VCI 0.
+// IE, a RESET, a DATA frame whose len lies, one for VCI 0, and a resent MSG.
 // Exit 0 when every step happened as expected, else 1 with the step named.
 #include <fmt/core.h>
 
@@ -147,7 +147,7 @@ Bytes sig(uint8_t ver, uint8_t kind, uint16_t hdr_len, uint16_t body_len, uint32
   put16(f, hdr_len);
   put16(f, body_len);
   put16(f, 0);
-  put32(f, 0x0b0b0b0b);  // incarnation
+  put32(f, 0xbad0bad0);  // incarnation: another life than the nodes'
   put32(f, 0);
   put32(f, seq);
   put32(f, 0);
@@ -192,6 +192,7 @@ std::vector<Bytes> broken_frames() {
   out.push_back(sig(1, 4, 24, 0, 0, {}));                                              // RESET
   out.push_back(data_frame(0x1234, 1000, 10));                                         // len lies
   out.push_back(data_frame(0, 4, 4));                                                  // VCI 0
+  out.push_back(out[5]);  // the IE-0x6E message again, as the transport resends
   return out;
 }
 
