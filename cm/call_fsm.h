@@ -127,6 +127,10 @@ class CallFsm {
   [[nodiscard]] std::optional<Time> next_deadline() const;
 
   [[nodiscard]] CallState state() const noexcept { return state_; }
+  // When the state's timer (T303, T310, T313, T308, or T399/T398 for a
+  // party) and T322 run out, if they run (for `coemu show calls`).
+  [[nodiscard]] std::optional<Time> state_timer() const noexcept { return timer_; }
+  [[nodiscard]] std::optional<Time> enquiry_timer() const noexcept { return enquiry_; }
   [[nodiscard]] uint32_t call_ref() const noexcept { return ref_; }
   [[nodiscard]] bool outgoing() const noexcept { return outgoing_; }
 

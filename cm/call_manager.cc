@@ -220,6 +220,7 @@ Result<VcId> CallManager::create_vc(AfOpenId af) {
   if (!afs_.usable(af)) return miniport::fail(Status::kFailure);
   VcId vc = COEMU_TRY(vcs_.create(afs_.client(af)));
   vcs_info_[vc.slot] = VcInfo{af, afs_.client(af), std::nullopt};
+  vcs_info_[vc.slot].gen = vc.gen;
   afs_.add(af, Held::kVc);
   return vc;
 }
@@ -1163,6 +1164,7 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
   auto [pos, added] = calls_.emplace(k, std::move(c));
   reserve(pos->second, offered);
   vcs_info_[vc->slot] = VcInfo{af_it->second, client, k};
+  vcs_info_[vc->slot].gen = vc->gen;
   afs_.add(af_it->second, Held::kCall);
   afs_.add(af_it->second, Held::kCmVc);
   ClientEvent created{ClientEvent::Kind::kCreateVc};  // R28: the client hears of the VC first
@@ -1281,6 +1283,35 @@ std::optional<Time> CallManager::next_deadline() const {
   for (const auto& [k, c] : calls_) take(c.fsm.next_deadline());
   for (const Completion& c : completions_) take(c.at);
   return d;
+}
+
+std::vector<CallView> CallManager::call_views(Time now) const {
+  std::vector<CallView> out;
+  for (const auto& [k, c] : calls_) {
+    CallView v{c.peer_address, c.peer, k.ref, k.originated, c.p2mp, c.endpoint, c.party, c.fsm.state(),
+               c.vc,           c.client, c.traffic, {}};
+    if (auto t = c.fsm.state_timer()) {
+      const char* name = "timer";
+      switch (c.fsm.state()) {
+        case CallState::kCallInitiated: name = c.via_add_party ? "T399" : "T303"; break;
+        case CallState::kOutgoingProceeding: name = "T310"; break;
+        case CallState::kConnectRequest: name = "T313"; break;
+        case CallState::kReleaseRequest: name = c.drop_mode ? "T398" : "T308"; break;
+        default: break;
+      }
+      v.timers.push_back({name, *t - now});
+    }
+    if (auto t = c.fsm.enquiry_timer()) v.timers.push_back({"T322", *t - now});
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+std::vector<VcView> CallManager::vc_views() const {
+  std::vector<VcView> out;
+  for (const auto& [slot, v] : vcs_info_)
+    out.push_back(VcView{VcId{slot, v.gen}, v.client, v.call.has_value(), v.root, v.parties.size(), v.pvc, v.name});
+  return out;
 }
 
 }  // namespace cm

@@ -179,6 +179,37 @@ struct CmCounters {
   uint64_t vc_indications = 0;         // VC-scoped status indications on this CM's VCs (R84)
 };
 
+// One call (or one party of a point-to-multipoint call) as the CM holds it.
+struct CallView {
+  std::string peer_address;
+  MacAddress peer;
+  uint32_t call_ref = 0;     // without the direction bit
+  bool originated = false;   // we sent the SETUP (or ADD_PARTY)
+  bool multipoint = false;
+  uint16_t endpoint = 0;     // ENDPOINT_REF of the party
+  uint32_t party = 0;        // root: the client's party handle
+  CallState state = CallState::kNull;
+  VcId vc;
+  ClientId client = 0;
+  Traffic traffic;           // as this end sees it
+  struct Timer {
+    const char* name;        // "T303", "T322", ...
+    Duration left;
+  };
+  std::vector<Timer> timers;
+};
+
+// A VC the CM knows of: whose it is and what it carries.
+struct VcView {
+  VcId vc;
+  ClientId client = 0;
+  bool has_call = false;
+  bool root = false;         // a point-to-multipoint root
+  size_t parties = 0;
+  std::optional<uint32_t> pvc;  // the PVC (its rx label) a PERMANENT_VC call uses
+  std::string name;          // R36 instance name, once assigned
+};
+
 class CallManager {
  public:
   CallManager(const CmConfig& cfg, miniport::VcTable& vcs);
@@ -314,6 +345,10 @@ class CallManager {
   [[nodiscard]] std::optional<Time> next_deadline() const;
 
   [[nodiscard]] size_t calls() const noexcept { return calls_.size(); }
+  // What `coemu show` prints: each call (each party of a point-to-multipoint
+  // call) with its state, timers and FLOWSPECs, and each VC the CM knows.
+  [[nodiscard]] std::vector<CallView> call_views(Time now) const;
+  [[nodiscard]] std::vector<VcView> vc_views() const;
   [[nodiscard]] const NeighborTable& neighbors() const noexcept { return neighbors_; }
   [[nodiscard]] const SapRegistry& saps() const noexcept { return saps_; }
   [[nodiscard]] const CmCounters& counters() const noexcept { return c_; }
@@ -376,6 +411,7 @@ class CallManager {
     uint16_t next_endpoint = 0;
     std::vector<uint32_t> parties = {};
     Traffic root_traffic = {};  // the FLOWSPECs every party gets (R57)
+    uint32_t gen = 0;           // the handle's generation (the map is by slot)
   };
   struct Pvc {
     PvcSpec spec;

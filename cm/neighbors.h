@@ -77,6 +77,11 @@ class NeighborTable {
   [[nodiscard]] const Neighbor* by_mac(const MacAddress& mac) const;
   [[nodiscard]] size_t size() const noexcept { return by_mac_.size(); }
   [[nodiscard]] uint32_t incarnation() const noexcept { return incarnation_; }
+  // Every peer heard and not timed out, by MAC.
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [mac, n] : by_mac_) f(n);
+  }
 
   // Our HELLO: due at start and every hello_interval.
   [[nodiscard]] bool hello_due(Time now) const noexcept { return !last_hello_ || now >= *last_hello_ + cfg_.hello_interval; }

@@ -63,6 +63,11 @@ class SapRegistry {
   [[nodiscard]] std::optional<SapState> state(SapId id) const;
   [[nodiscard]] uint64_t client(SapId id) const;
   [[nodiscard]] size_t size() const noexcept { return saps_.size(); }
+  // f(SapId, client, spec, state) for every SAP.
+  template <class F>
+  void for_each(F&& f) const {
+    saps_.for_each([&](SapId id, const Entry& e) { f(id, e.client, e.spec, e.state); });
+  }
 
  private:
   struct Entry {

@@ -262,6 +262,9 @@ Result<void> Lab::down(std::string_view lab_name, const LabOptions& opts) {
   }
   if (!first_error) return first_error;
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return miniport::fail(record_errno("remove " + path, errno));
+  // The nodes' control sockets (see tools/show.h), gone with their nodes.
+  std::error_code ec;
+  fs::remove_all(fs::path(opts.state_dir) / std::string(lab_name), ec);
   return {};
 }
 

@@ -469,4 +469,26 @@ size_t Node::calls() {
   return on_control([&] { return cm_->calls(); });
 }
 
+Node::Snapshot Node::snapshot() {
+  return on_control([&] {
+    const Time now = steady_now();
+    Snapshot s;
+    s.address = cfg_.address;
+    s.mac = cfg_.mac;
+    s.incarnation = cm_->neighbors().incarnation();
+    s.link_up = cm_->link_up();
+    s.mtu = link_.mtu();
+    s.calls = cm_->call_views(now);
+    cm_->saps().for_each([&](SapId id, uint64_t client, const SapSpec& spec, cm::SapState st) {
+      s.saps.push_back({id, static_cast<ClientId>(client), spec, st});
+    });
+    cm_->neighbors().for_each([&](const cm::Neighbor& n) { s.peers.push_back({n, now - n.last_heard}); });
+    for (const auto& v : cm_->vc_views())
+      s.vcs.push_back({v, mp_.vcs().state(v.vc), mp_.vcs().counters(v.vc)});
+    s.sig = SigCounters{cm_->counters(), cm_->transport().counters()};
+    s.impairment = link_.impairment_counters();
+    return s;
+  });
+}
+
 }  // namespace emulator

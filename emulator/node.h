@@ -167,6 +167,38 @@ class Node final : private DataPathHandler {
   // Whether a HELLO from `address` has been heard (and not timed out).
   [[nodiscard]] bool knows(const std::string& address);
 
+  // What the node holds right now, for `coemu show`: taken on the control
+  // thread in one go, so calls, VCs and counters agree with each other.
+  struct Snapshot {
+    std::string address;
+    miniport::MacAddress mac;
+    uint32_t incarnation = 0;
+    bool link_up = true;
+    uint32_t mtu = 0;
+    std::vector<cm::CallView> calls;
+    struct Sap {
+      SapId id;
+      ClientId client = 0;
+      SapSpec spec;
+      cm::SapState state;
+    };
+    std::vector<Sap> saps;
+    struct Peer {
+      cm::Neighbor neighbor;
+      miniport::Duration since_heard;
+    };
+    std::vector<Peer> peers;
+    struct Vc {
+      cm::VcView view;
+      miniport::VcState state;
+      miniport::VcCounters counters;
+    };
+    std::vector<Vc> vcs;
+    SigCounters sig;
+    ImpairmentCounters impairment;
+  };
+  [[nodiscard]] Snapshot snapshot();
+
  private:
   explicit Node(Link& link, const NodeConfig& cfg);
   // DataPathHandler (I/O threads)

@@ -54,7 +54,9 @@ Result<std::unique_ptr<PcapRecorder>> PcapRecorder::open(const PcapOptions& opts
     set_last_error("pcap_open_dead failed");
     return miniport::fail(Status::kResources);
   }
-  r->dumper_->dumper.reset(pcap_dump_open(r->dumper_->dead.get(), opts.path.c_str()));
+  r->dumper_->dumper.reset(opts.append && opts.path != "-"
+                               ? pcap_dump_open_append(r->dumper_->dead.get(), opts.path.c_str())
+                               : pcap_dump_open(r->dumper_->dead.get(), opts.path.c_str()));
   if (!r->dumper_->dumper) {
     set_last_error("pcap " + opts.path + ": " + pcap_geterr(r->dumper_->dead.get()));
     return miniport::fail(Status::kFailure);

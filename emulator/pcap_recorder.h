@@ -32,6 +32,9 @@ struct PcapOptions {
   uint32_t slots = 4096;         // ring capacity in frames; rounded up to a power of two
   miniport::Duration flush_interval = std::chrono::milliseconds(100);
   bool flush_on_signals = true;  // install SIGINT/SIGTERM handlers (see signals.h)
+  // Add to an existing capture (a lab node's, written by one command after
+  // another) instead of starting it anew; its snaplen and precision must match.
+  bool append = false;
 };
 
 struct PcapCounters {

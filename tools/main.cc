@@ -12,6 +12,7 @@
 #include "tools/decode.h"
 #include "tools/demo.h"
 #include "tools/listen_call.h"
+#include "tools/show.h"
 
 namespace {
 
@@ -109,6 +110,10 @@ int main(int argc, char** argv) {
   CLI::App* call_cmd = nullptr;
   tools::add_call_command(app, call, call_cmd);
 
+  tools::ShowOptions show;
+  CLI::App* show_cmd = nullptr;
+  tools::add_show_command(app, show, show_cmd);
+
   tools::DecodeOptions decode;
   CLI::App* decode_cmd = nullptr;
   tools::add_decode_command(app, decode, decode_cmd);
@@ -173,7 +178,7 @@ int main(int argc, char** argv) {
     return false;
   };
   if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
-    fmt::print(stderr, "coemu: unknown command '{}' (commands: demo, listen, call, decode, lab, bench; see --help)\n",
+    fmt::print(stderr, "coemu: unknown command '{}' (commands: demo, listen, call, show, decode, lab, bench; see --help)\n",
                argv[1]);
     return kUsage;
   }
@@ -191,6 +196,7 @@ int main(int argc, char** argv) {
   if (*listen_cmd) return tools::run_listen(listen);
   if (*call_cmd) return tools::run_call(call);
   if (*decode_cmd) return tools::run_decode(decode);
+  if (*show_cmd) return tools::run_show(show);
 
   if (*up) {
     const bool from_file = spec.name.ends_with(".yaml") || spec.name.ends_with(".yml") ||

@@ -2,10 +2,14 @@
 
 #include <fmt/core.h>
 
+#include <chrono>
+#include <thread>
+
 #include <nlohmann/json.hpp>
 
 #include "emulator/lab.h"
 #include "emulator/route_netlink.h"
+#include "tools/show.h"
 
 namespace tools {
 
@@ -72,6 +76,12 @@ std::variant<NodeCliOptions, int> resolve(const NodeCliOptions& in, const char* 
 }  // namespace
 
 CliNode::~CliNode() {
+  control.reset();  // its thread reads the node
+  // What an impairment still holds back (delay, rate) leaves before the node
+  // stops, or the last RELEASE_COMPLETE of a delayed link would be lost.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (node && tap && tap->next_deadline() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   node.reset();  // joins its threads before the TAP and the recorder go
   if (tap) tap->set_recorder(nullptr);
   tap.reset();
@@ -139,7 +149,9 @@ std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions&
     }
   }
   if (!o.pcap.empty()) {
-    auto rec = emulator::PcapRecorder::open({.path = o.pcap});
+    // A lab node's capture gathers every command run as that node.
+    const bool lab_capture = !o.lab.empty() && given.pcap.empty();
+    auto rec = emulator::PcapRecorder::open({.path = o.pcap, .append = lab_capture});
     if (!rec) {
       fmt::print(stderr, "coemu {}: --pcap '{}': {}\n", cmd, o.pcap, emulator::last_error());
       return 1;
@@ -155,6 +167,13 @@ std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions&
   n->node = std::move(*node);
   fmt::print(stderr, "coemu {}: node {} ({}) on {}{}\n", cmd, o.address, mac.to_string(), o.dev,
              o.netns.empty() ? "" : " in netns " + o.netns);
+  const std::string sock = control_path(o.lab, o.lab_node, o.address);
+  emulator::Node* live = n->node.get();
+  auto control = emulator::ControlSocket::open(sock, [live](const std::string& req) { return answer_control(*live, req); });
+  if (control) n->control = std::move(*control);
+  else  // the node works without it; only `coemu show` cannot reach it
+    fmt::print(stderr, "coemu {}: no control socket ({}); `coemu show` will not reach this node\n", cmd,
+               emulator::last_error());
   return n;
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <variant>
 
+#include "emulator/control_socket.h"
 #include "emulator/netns.h"
 #include "emulator/node.h"
 #include "emulator/pcap_recorder.h"
@@ -42,6 +43,8 @@ struct CliNode {
   std::unique_ptr<emulator::TapDevice> tap;
   std::unique_ptr<emulator::PcapRecorder> pcap;
   std::unique_ptr<emulator::Node> node;
+  // Where `coemu show` reads the node; goes first, since it reads the node.
+  std::unique_ptr<emulator::ControlSocket> control;
   bool created_tap = false;
   ~CliNode();
 };

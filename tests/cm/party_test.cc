@@ -447,3 +447,54 @@ TEST(Parties, R57_ALeafPeerThatTakesTheStreamSlowerIsDroppedWithCause49) {
 
 }  // namespace
 }  // namespace cm
+
+namespace cm {
+namespace {
+
+// What `coemu show` reads: each party with its state and running timers,
+// and the root's VC with its parties.
+TEST(CallViews, ShowEachPartyItsStateAndItsRunningTimers) {
+  P2mp p(2);
+  CmOutput out;
+  ASSERT_TRUE(p.net[0].cm->make_multipoint_call(p.vc, "leaf1", kSap, p.net.now, out));
+  p.net.take(p.net[0], out);
+  // Before the SETUP is delivered: the first party waits with T303 running.
+  auto views = p.net[0].cm->call_views(p.net.now + milliseconds(1000));
+  ASSERT_EQ(views.size(), 1u);
+  EXPECT_EQ(views[0].state, CallState::kCallInitiated);
+  EXPECT_EQ(views[0].peer_address, "leaf1");
+  EXPECT_TRUE(views[0].originated && views[0].multipoint);
+  ASSERT_EQ(views[0].timers.size(), 1u);
+  EXPECT_STREQ(views[0].timers[0].name, "T303");
+  EXPECT_EQ(views[0].timers[0].left, seconds(3)) << "4 s from the SETUP, read 1 s later";
+  p.net.settle();
+  p.answer(1);
+  ASSERT_TRUE(p.net[0].cm->add_party(p.vc, "leaf2", kSap, p.net.now, out));
+  p.net.take(p.net[0], out);
+  views = p.net[0].cm->call_views(p.net.now);
+  ASSERT_EQ(views.size(), 2u);
+  const auto active = std::find_if(views.begin(), views.end(), [](auto& v) { return v.state == CallState::kActive; });
+  const auto adding = std::find_if(views.begin(), views.end(), [](auto& v) { return v.state != CallState::kActive; });
+  ASSERT_TRUE(active != views.end() && adding != views.end());
+  EXPECT_TRUE(active->timers.empty());
+  EXPECT_EQ(adding->peer_address, "leaf2");
+  EXPECT_EQ(adding->endpoint, 1u);
+  ASSERT_EQ(adding->timers.size(), 1u);
+  EXPECT_STREQ(adding->timers[0].name, "T399") << "a party offered with ADD_PARTY runs T399";
+  p.net.settle();
+  p.answer(2);
+  const auto vcs = p.net[0].cm->vc_views();
+  ASSERT_EQ(vcs.size(), 1u);
+  EXPECT_TRUE(vcs[0].root);
+  EXPECT_EQ(vcs[0].parties, 2u);
+  EXPECT_EQ(vcs[0].vc, p.vc);
+  // A leaf sees its party as an incoming call on a VC the CM made.
+  const auto leaf = p.net[1].cm->call_views(p.net.now);
+  ASSERT_EQ(leaf.size(), 1u);
+  EXPECT_FALSE(leaf[0].originated);
+  EXPECT_EQ(leaf[0].state, CallState::kActive);
+  EXPECT_EQ(p.net[1].cm->vc_views().at(0).vc, leaf[0].vc);
+}
+
+}  // namespace
+}  // namespace cm

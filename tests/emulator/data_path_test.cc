@@ -208,7 +208,9 @@ TEST(DataPath, CarrierBecomesLinkStateIndications) {
 // node does not spin. Each round while it polls is a loop; once asleep the
 // loop count stays put.
 TEST(DataPath, PollWindowEndsInSleepWhenTrafficStops) {
-  Rig r({.poll_window = std::chrono::milliseconds(300)});
+  // A window far longer than a loaded machine (sanitizers, a parallel build)
+  // can stall this thread: the counters are read while it is still open.
+  Rig r({.poll_window = std::chrono::seconds(2)});
   ASSERT_EQ(coemu_test::send_seq(*r.da, r.va, 0, 1000), 1000u);
   ASSERT_TRUE(wait_for([&] { return r.hb.next_.load() == 1000; }));
   const auto sleeps = r.db->counters().sleeps;

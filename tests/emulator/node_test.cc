@@ -513,5 +513,48 @@ TEST(Node, BadNodeAddressIsRefused) {
   EXPECT_NE(last_error().find("no spaces"), std::string::npos);
 }
 
+// What `coemu show` reads of a node: one consistent picture.
+TEST(Node, SnapshotShowsCallsSapsPeersAndEachVcsCounters) {
+  Pair p;
+  AfOpenId af_b = *p.beta->open_af(p.cb);
+  ASSERT_TRUE(p.beta->register_sap(af_b, kSap42));
+  VcId vc = *p.alpha->create_vc(*p.alpha->open_af(p.ca));
+  ASSERT_EQ(p.alpha->make_call(vc, "beta", kSap42), Status::kPending);
+  ASSERT_TRUE(wait_for([&] { return p.listener.find(Ev::kCallConnected).has_value(); }, std::chrono::seconds(10)));
+  constexpr uint64_t kPackets = 50;
+  ASSERT_EQ(coemu_test::send_seq(p.alpha->data(), vc, 0, kPackets), kPackets);
+  ASSERT_TRUE(wait_for([&] { return p.listener.received.load() >= kPackets; }, std::chrono::seconds(10)));
+
+  const Node::Snapshot b = p.beta->snapshot();
+  EXPECT_EQ(b.address, "beta");
+  EXPECT_EQ(b.mac, MacAddress::local(0xb));
+  ASSERT_EQ(b.calls.size(), 1u);
+  EXPECT_EQ(b.calls[0].peer_address, "alpha");
+  EXPECT_FALSE(b.calls[0].originated);
+  EXPECT_EQ(b.calls[0].state, cm::CallState::kActive);
+  ASSERT_EQ(b.saps.size(), 1u);
+  EXPECT_EQ(b.saps[0].spec, kSap42);
+  EXPECT_EQ(b.saps[0].state, cm::SapState::kRegistered);
+  ASSERT_EQ(b.peers.size(), 1u);
+  EXPECT_EQ(b.peers[0].neighbor.address, "alpha");
+  EXPECT_LT(b.peers[0].since_heard, std::chrono::seconds(5));
+  ASSERT_EQ(b.vcs.size(), 1u);
+  EXPECT_EQ(b.vcs[0].view.vc, b.calls[0].vc);
+  EXPECT_EQ(b.vcs[0].state, miniport::VcState::kActive);
+  EXPECT_EQ(b.vcs[0].counters.rx_frames, kPackets);
+  EXPECT_GT(b.sig.transport.delivered, 0u);
+
+  const Node::Snapshot a = p.alpha->snapshot();
+  ASSERT_EQ(a.vcs.size(), 1u);
+  EXPECT_EQ(a.vcs[0].view.vc, vc);
+  EXPECT_TRUE(wait_for([&] { return p.alpha->snapshot().vcs[0].counters.tx_frames == kPackets; },
+                       std::chrono::seconds(10)));
+  ASSERT_EQ(p.alpha->close_call(vc), Status::kPending);
+  ASSERT_TRUE(wait_for([&] { return p.caller.find(Ev::kCloseCallComplete).has_value(); }, std::chrono::seconds(10)));
+  EXPECT_TRUE(wait_for([&] { return p.beta->snapshot().calls.empty(); }, std::chrono::seconds(10)));
+}
+
+
 }  // namespace
 }  // namespace emulator
+

@@ -8,9 +8,11 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "emulator/mem_link.h"
+#include "emulator/pcap_reader.h"
 #include "frames.h"
 
 namespace emulator {
@@ -208,6 +210,61 @@ TEST_F(PcapRecorderTest, SigtermFlushesThenDies) {
   auto pkts = read_pcap(file);
   ASSERT_EQ(pkts.size(), 300u);
   EXPECT_EQ(frame_seq(pkts.back().bytes), 299u);
+}
+
+}  // namespace
+}  // namespace emulator
+
+namespace emulator {
+namespace {
+
+std::vector<uint8_t> numbered_frame(uint8_t n) {
+  std::vector<uint8_t> f(60, 0);
+  f[12] = 0x88, f[13] = 0xB6, f[20] = n;
+  return f;
+}
+
+// A lab node's capture gathers the frames of every command run as that node;
+// PcapReader reads them back in order, and says so when a file is cut short.
+TEST_F(PcapRecorderTest, AppendsToACaptureAndTheReaderReadsItBack) {
+  const std::string file = path("lab.pcap");
+  for (uint8_t run = 0; run < 2; ++run) {
+    auto rec = emulator::PcapRecorder::open({.path = file, .flush_on_signals = false, .append = true});
+    ASSERT_TRUE(rec.has_value()) << emulator::last_error();
+    for (uint8_t i = 0; i < 3; ++i) ASSERT_TRUE((*rec)->record(numbered_frame(static_cast<uint8_t>(run * 3 + i))));
+  }
+  auto r = emulator::PcapReader::open(file);
+  ASSERT_TRUE(r.has_value()) << emulator::last_error();
+  std::vector<uint8_t> seen;
+  int64_t last_ns = 0;
+  while (auto f = (*r)->next()) {
+    ASSERT_EQ(f->data.size(), 60u);
+    seen.push_back(f->data[20]);
+    EXPECT_GE(f->ns, last_ns);
+    last_ns = f->ns;
+  }
+  EXPECT_FALSE((*r)->failed());
+  EXPECT_EQ(seen, (std::vector<uint8_t>{0, 1, 2, 3, 4, 5}));
+
+  // Without append, a new capture starts.
+  { auto rec = emulator::PcapRecorder::open({.path = file, .flush_on_signals = false}); }
+  EXPECT_TRUE(read_pcap(file).empty());
+
+  // Cut short in the middle of a frame: the reader stops and says where.
+  {
+    auto rec = emulator::PcapRecorder::open({.path = file, .flush_on_signals = false});
+    for (uint8_t i = 0; i < 3; ++i) ASSERT_TRUE((*rec)->record(numbered_frame(i)));
+  }
+  std::filesystem::resize_file(file, std::filesystem::file_size(file) - 30);
+  auto cut = emulator::PcapReader::open(file);
+  ASSERT_TRUE(cut.has_value());
+  int frames = 0;
+  while ((*cut)->next()) ++frames;
+  EXPECT_EQ(frames, 2);
+  EXPECT_TRUE((*cut)->failed());
+  EXPECT_NE(emulator::last_error().find("lab.pcap"), std::string::npos) << emulator::last_error();
+  std::ofstream(path("text.pcap")) << "not a capture\n";
+  EXPECT_FALSE(emulator::PcapReader::open(path("text.pcap")).has_value());
 }
 
 }  // namespace

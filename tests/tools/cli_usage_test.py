@@ -8,7 +8,7 @@ usage: cli_usage_test.py COEMU
 import subprocess
 import sys
 
-COMMANDS = ["", "demo", "bench", "bench datapath", "bench calls", "listen", "call", "decode",
+COMMANDS = ["", "demo", "bench", "bench datapath", "bench calls", "listen", "call", "show", "decode",
             "lab", "lab up", "lab down", "lab status"]
 
 # (arguments, what stderr must name)
@@ -39,6 +39,9 @@ USAGE_ERRORS = [
     (["call", "-a", "alpha", "beta:42"], "--dev"),
     (["call", "--node", "a", "beta:42"], "--lab"),
     (["listen", "--lab", "Bad!", "--node", "a"], "Bad!"),
+    (["show", "calls"], "which node"),
+    (["show", "bogus", "-a", "beta"], "bogus"),
+    (["show", "calls", "--lab", "l1"], "--node"),
 ]
 
 

@@ -2,7 +2,8 @@
 # A lab from a topology file, as a user runs it: `lab up FILE` with a link
 # impairment and per-node capture; listen and call run as the lab's nodes
 # (--lab/--node) and see the impairment (round trips of at least twice the
-# link's delay); each node's pcap decodes; `lab down` leaves nothing and is
+# link's delay); `coemu show` reads both nodes while a call runs; each node's
+# pcap decodes; `lab down` leaves nothing and is
 # idempotent; a bad file is refused (exit 2, file and line named) before
 # anything is made.
 #   lab_file_test.sh COEMU WORKDIR
@@ -46,14 +47,12 @@ for n in nodes.values():
 assert l['links'] == [['alpha', 'beta']], l
 " || fail "lab status does not show the file's settings"
 
-"$coemu" listen --lab "$lab" --node beta --sap 42 --mode echo --calls 1 >"$work/listen.out" 2>&1 &
+"$coemu" listen --lab "$lab" --node beta --sap 42 --mode echo --calls 2 >"$work/listen.out" 2>&1 &
 listener=$!
 for _ in $(seq 100); do grep -q "listening on selector:42" "$work/listen.out" && break; sleep 0.1; done
 grep -q "listening on selector:42" "$work/listen.out" || fail "the listener did not start"
 sum=$("$coemu" call --lab "$lab" --node alpha beta.r2:42 --count 20 --echo --json | grep call_summary) ||
   fail "the call failed"
-wait "$listener" || fail "the listener exited $?"
-listener=""
 python3 - "$sum" <<'PY'
 import json, sys
 s = json.loads(sys.argv[1])
@@ -61,11 +60,36 @@ assert s["echoed"] == 20, s
 # 20 ms each way, added by each sending node: no round trip can be shorter.
 assert s["rtt_us"]["p50"] >= 40000, s
 PY
+
+# While a call runs, `coemu show` reads both nodes through their control sockets.
+"$coemu" call --lab "$lab" --node alpha beta.r2:42 --qos guaranteed,rate=1M --duration 3s --rate 100k \
+  >"$work/call2.out" 2>&1 &
+caller=$!
+seen=""
+for _ in $(seq 50); do
+  if "$coemu" show calls --lab "$lab" --node beta --json 2>/dev/null | grep -q '"state":"active"'; then seen=1; break; fi
+  sleep 0.1
+done
+[ -n "$seen" ] || fail "show calls never showed the active call"
+"$coemu" show all --lab "$lab" --node alpha --json | python3 -c "
+import json, sys
+s = json.load(sys.stdin)
+assert s['address'] == 'alpha', s
+c = [c for c in s['calls'] if c['state'] == 'active']
+assert len(c) == 1 and c[0]['peer'] == 'beta.r2' and c[0]['originated'], s['calls']
+assert c[0]['traffic']['transmit']['service'] == 'guaranteed' and c[0]['traffic']['transmit']['token_rate'] == 125000, c
+assert [p['address'] for p in s['peers']] == ['beta.r2'], s['peers']
+assert s['stats']['impairment']['delayed'] > 0, s['stats']
+" || fail "show all on alpha"
+"$coemu" show vcs --lab "$lab" --node beta | grep -q "active" || fail "show vcs (text) on beta"
+wait "$caller" || fail "the second call exited $?"
+wait "$listener" || fail "the listener exited $?"
+listener=""
 for n in alpha beta; do
   "$coemu" decode --calls --json "$work/$lab-$n.pcap" | python3 -c "
 import json, sys
 calls = [json.loads(l) for l in sys.stdin]
-assert len(calls) == 1 and calls[0]['called'] == 'beta.r2' and calls[0]['outcome'] == 'cleared', calls
+assert len(calls) == 2 and all(c['called'] == 'beta.r2' and c['outcome'] == 'cleared' for c in calls), calls
 " || fail "$n's capture does not hold the call"
 done
 
@@ -73,6 +97,7 @@ done
 "$coemu" lab down "$lab" >/dev/null || fail "a second lab down failed"
 ip netns list | grep -q "coe-$lab-" && fail "namespaces left behind"
 [ -e "/run/coemu/labs/$lab.json" ] && fail "state file left behind"
+[ -e "/run/coemu/labs/$lab" ] && fail "control socket directory left behind"
 
 # A bad file: refused before anything is made.
 printf 'name: %s\nnodes:\n  alpha: {}\nlinks:\n  - alpha-omega\n' "$lab" >"$work/bad.yaml"
