@@ -11,6 +11,7 @@
 #include "tools/bench_datapath.h"
 #include "tools/decode.h"
 #include "tools/demo.h"
+#include "tools/lab_demo.h"
 #include "tools/listen_call.h"
 #include "tools/show.h"
 
@@ -165,6 +166,10 @@ int main(int argc, char** argv) {
                                                "Example: coemu lab down l1");
   down->add_option("name", down_name, "Lab name")->required();
 
+  tools::LabDemoOptions lab_demo;
+  CLI::App* lab_demo_cmd = nullptr;
+  tools::add_lab_demo_command(*lab_cmd, lab_demo, lab_demo_cmd);
+
   bool status_json = false;
   auto* status = lab_cmd->add_subcommand(
       "status", "Show the labs that are up: their nodes (namespace, TAP, address, impairment, capture)\n"
@@ -197,6 +202,7 @@ int main(int argc, char** argv) {
   if (*call_cmd) return tools::run_call(call);
   if (*decode_cmd) return tools::run_decode(decode);
   if (*show_cmd) return tools::run_show(show);
+  if (*lab_demo_cmd) return tools::run_lab_demo(lab_demo);
 
   if (*up) {
     const bool from_file = spec.name.ends_with(".yaml") || spec.name.ends_with(".yml") ||

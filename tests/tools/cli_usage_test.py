@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 COMMANDS = ["", "demo", "bench", "bench datapath", "bench calls", "listen", "call", "show", "decode",
-            "lab", "lab up", "lab down", "lab status"]
+            "lab", "lab up", "lab down", "lab status", "lab demo"]
 
 # (arguments, what stderr must name)
 USAGE_ERRORS = [
@@ -40,6 +40,8 @@ USAGE_ERRORS = [
     (["call", "--node", "a", "beta:42"], "--lab"),
     (["listen", "--lab", "Bad!", "--node", "a"], "Bad!"),
     (["show", "calls"], "which node"),
+    (["lab", "demo", "--rate", "1"], "--rate"),
+    (["lab", "demo", "--seconds", "0"], "--seconds"),
     (["show", "bogus", "-a", "beta"], "bogus"),
     (["show", "calls", "--lab", "l1"], "--node"),
 ]
