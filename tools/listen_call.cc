@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 #include <variant>
@@ -56,7 +57,7 @@ class Waiter {
 // it runs first, so the node's threads never call a destroyed client.
 struct StopFirst {
   CliNode& cli;
-  ~StopFirst() { cli.node.reset(); }
+  ~StopFirst() { cli.stop(); }
 };
 
 void print_event(const ClientEvent& e, bool json) {
@@ -93,10 +94,26 @@ class Listener : public emulator::NodeClient, public Waiter {
       case Ev::kOidRequest:
         (void)node_.oid_request_complete(e.request, Status::kSuccess);  // R77: taken note of
         break;
-      case Ev::kCloseCallComplete:
-      case Ev::kMakeCallComplete:  // not ours: listen places no calls
-        if (e.kind == Ev::kCloseCallComplete) ended(e.vc);
+      case Ev::kCloseCallComplete: {
+        ended(e.vc);
+        bool own = false;
+        {
+          std::lock_guard lock(mu_);
+          own = own_vcs_.erase(key(e.vc)) != 0;
+        }
+        // A PVC's VC is ours (the CM makes the others): it goes with its
+        // call, or once its deactivation has drained (delete_leftovers).
+        if (own && node_.delete_vc(e.vc) != Status::kSuccess) {
+          std::lock_guard lock(mu_);
+          leftover_.push_back(e.vc);
+        }
         break;
+      }
+      case Ev::kMakeCallComplete: {  // a PERMANENT_VC call on a PVC `coemu pvc add` configured
+        std::lock_guard lock(mu_);
+        pvc_done_[key(e.vc)] = e.status;
+        break;
+      }
       case Ev::kNotifyCloseAf: {
         // The node is shutting down: close the calls, the SAPs, then the AF
         // (which waits for the calls to be gone, R17).
@@ -131,9 +148,87 @@ class Listener : public emulator::NodeClient, public Waiter {
     }
   }
 
+  // Deletes the PVC VCs whose deactivation was still draining at their close.
+  void delete_leftovers() {
+    std::vector<VcId> vcs;
+    {
+      std::lock_guard lock(mu_);
+      vcs.swap(leftover_);
+    }
+    for (VcId v : vcs) {
+      bool gone = false;
+      for (int i = 0; i < 200 && !(gone = node_.delete_vc(v) == Status::kSuccess); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (!gone) fmt::print(stderr, "coemu listen: could not delete vc {}.{}\n", v.slot, v.gen);
+    }
+  }
+
   uint32_t ended_calls() {
     std::lock_guard lock(mu_);
     return ended_;
+  }
+
+  // `coemu pvc add RX TX PEER` / `pvc del RX` through the control socket:
+  // the PVC goes on our AF (OID_CO_ADD_PVC) and a PERMANENT_VC call on it
+  // is answered as the mode says; deleting it lets the CM close that call.
+  // Returns the JSON answer.
+  std::string pvc(const std::vector<std::string>& w) {
+    auto fail = [](const std::string& why) { return nlohmann::json{{"error", why}}.dump(); };
+    auto number = [](const std::string& v) -> std::optional<uint32_t> {
+      if (v.empty() || v.size() > 10 || v.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+      const unsigned long n = std::stoul(v);
+      return n >= 1 && n <= 0xFFFFFFFFul ? std::optional<uint32_t>(static_cast<uint32_t>(n)) : std::nullopt;
+    };
+    if (w.size() == 5 && w[1] == "add") {
+      const auto rx = number(w[2]), tx = number(w[3]);
+      if (!rx || !tx) return fail("VCIs must be 1..4294967295");
+      auto peer = miniport::MacAddress::parse(w[4]);
+      if (!peer) {
+        for (const auto& p : node_.snapshot().peers)
+          if (p.neighbor.address == w[4]) peer = p.neighbor.mac;
+      }
+      // Not heard (yet): a node started without --mac has the MAC its address derives.
+      if (!peer && cm::valid_node_address(std::span(reinterpret_cast<const uint8_t*>(w[4].data()), w[4].size())))
+        peer = derived_mac(w[4]);
+      if (!peer) return fail("peer '" + w[4] + "': neither a MAC nor a node address");
+      const cm::PvcSpec spec{*rx, *tx, *peer};
+      const auto buf = cm::encode_co_pvc(spec);
+      if (auto r = node_.set_cm(af, cm::co_oid::kAddPvc, buf); r.status != Status::kSuccess)
+        return fail(fmt::format("OID_CO_ADD_PVC: {}", miniport::to_string(r.status)));
+      auto vc = node_.create_vc(af);
+      if (!vc) {
+        (void)node_.set_cm(af, cm::co_oid::kDeletePvc, buf);
+        return fail(fmt::format("no VC: {}", miniport::to_string(vc.error())));
+      }
+      {
+        std::lock_guard lock(mu_);
+        calls_[key(*vc)] = Call{fmt::format("pvc {}", *rx), 0, 0, 0};
+        own_vcs_.insert(key(*vc));
+        pvcs_[*rx] = spec;
+      }
+      if (Status st = node_.make_pvc_call(*vc, *rx); st != Status::kPending)
+        return fail(fmt::format("PERMANENT_VC call: {}", miniport::to_string(st)));
+      const bool done = wait([&] { return pvc_done_.count(key(*vc)) != 0; }, Seconds(5));
+      std::lock_guard lock(mu_);
+      if (!done || pvc_done_[key(*vc)] != Status::kSuccess)
+        return fail(fmt::format("PERMANENT_VC call: {}", done ? miniport::to_string(pvc_done_[key(*vc)]) : "no answer"));
+      return nlohmann::json{{"ok", true}, {"vc", fmt::format("{}.{}", vc->slot, vc->gen)}, {"rx_vci", *rx},
+                            {"tx_vci", *tx}, {"peer", peer->to_string()}}
+          .dump();
+    }
+    if (w.size() == 3 && w[1] == "del") {
+      const auto rx = number(w[2]);
+      std::optional<cm::PvcSpec> spec;
+      {
+        std::lock_guard lock(mu_);
+        if (rx && pvcs_.count(*rx)) spec = pvcs_[*rx], pvcs_.erase(*rx);
+      }
+      if (!spec) return fail("no PVC with VCI " + w[2] + " was added here");
+      if (auto r = node_.set_cm(af, cm::co_oid::kDeletePvc, cm::encode_co_pvc(*spec)); r.status != Status::kSuccess)
+        return fail(fmt::format("OID_CO_DELETE_PVC: {}", miniport::to_string(r.status)));
+      return nlohmann::json{{"ok", true}, {"rx_vci", *rx}}.dump();
+    }
+    return fail("expected: pvc add RX_VCI TX_VCI PEER | pvc del RX_VCI");
   }
   uint32_t ended_calls_locked() const { return ended_; }  // inside wait()'s predicate
 
@@ -172,6 +267,10 @@ class Listener : public emulator::NodeClient, public Waiter {
   Node& node_;
   const ListenOptions& o_;
   std::map<uint64_t, Call> calls_;
+  std::map<uint64_t, Status> pvc_done_;   // PERMANENT_VC calls completed, by VC
+  std::map<uint32_t, cm::PvcSpec> pvcs_;  // PVCs added here, by receive VCI
+  std::set<uint64_t> own_vcs_;            // VCs made for them
+  std::vector<VcId> leftover_;            // ... closed, not yet deleted
   uint32_t ended_ = 0;
 };
 
@@ -265,8 +364,10 @@ void add_call_command(CLI::App& app, CallOptions& o, CLI::App*& cmd) {
   add_node_options(cmd, o.node);
   cmd->add_option("dest", o.dests,
                   "Who to call: NODE:SAP (SAP as for listen --sap); several make a point-to-multipoint\n"
-                  "call with one party each (the first with SETUP, the rest with ADD_PARTY)")
-      ->required();
+                  "call with one party each (the first with SETUP, the rest with ADD_PARTY)");
+  cmd->add_option("--pvc", o.pvc,
+                  "Instead of calling: configure the PVC RX_VCI:TX_VCI@PEER (PEER a node heard, or a MAC)\n"
+                  "and send on a PERMANENT_VC call over it, no signaling (the peer: `coemu pvc add`)");
   cmd->add_flag("--multipoint", o.multipoint, "Make a point-to-multipoint call even to one party");
   cmd->add_option("-q,--qos", o.qos,
                   "FLOWSPEC asked for, both directions: SERVICE[,rate=R][,bucket=B][,peak=R][,latency=T]\n"
@@ -326,6 +427,19 @@ int run_listen(const ListenOptions& o) {
     return 1;
   }
   l.af = *af;
+  {
+    std::lock_guard lock(cli.extra_mu);
+    cli.extra = [&l](const std::string& req) -> std::optional<std::string> {
+      if (req.rfind("pvc ", 0) != 0) return std::nullopt;
+      std::vector<std::string> w;
+      for (size_t i = 0; i < req.size();) {
+        const size_t j = std::min(req.find(' ', i), req.size());
+        if (j > i) w.push_back(req.substr(i, j - i));
+        i = j + 1;
+      }
+      return l.pvc(w);
+    };
+  }
   for (const auto& spec : saps) {
     auto sap = node.register_sap(l.af, spec);
     if (!sap) {
@@ -339,6 +453,7 @@ int run_listen(const ListenOptions& o) {
   const bool done = l.wait([&] { return o.max_calls != 0 && l.ended_calls_locked() >= o.max_calls; },
                            std::chrono::hours(24 * 365));
   (void)done;
+  l.delete_leftovers();
   // Ctrl-C or enough calls: the node closes its AF through us (R16).
   if (node.close_address_families(std::chrono::seconds(5)) != Status::kSuccess)
     fmt::print(stderr, "coemu listen: calls still closing after 5 s; leaving anyway\n");
@@ -399,6 +514,32 @@ Sent send_packets(Node& node, VcId vc, Caller& c, const CallOptions& o) {
 }  // namespace
 
 int run_call(const CallOptions& o) {
+  if (o.dests.empty() == o.pvc.empty()) {
+    fmt::print(stderr, "coemu call: {}\n", o.pvc.empty() ? "who to call? NODE:SAP (or --pvc RX:TX@PEER)"
+                                                          : "--pvc sends on a PVC: drop the NODE:SAP");
+    return kUsage;
+  }
+  std::optional<cm::PvcSpec> pvc;
+  std::string pvc_peer;
+  if (!o.pvc.empty()) {
+    const auto colon = o.pvc.find(':'), at = o.pvc.find('@');
+    auto num = [](const std::string& v) -> uint32_t {
+      if (v.empty() || v.size() > 10 || v.find_first_not_of("0123456789") != std::string::npos) return 0;
+      const unsigned long n = std::stoul(v);
+      return n <= 0xFFFFFFFFul ? static_cast<uint32_t>(n) : 0;
+    };
+    const uint32_t rx = colon == std::string::npos ? 0 : num(o.pvc.substr(0, colon));
+    const uint32_t tx = colon == std::string::npos || at == std::string::npos || at < colon
+                            ? 0
+                            : num(o.pvc.substr(colon + 1, at - colon - 1));
+    if (rx == 0 || rx >= 1048576 || tx == 0 || at + 1 >= o.pvc.size()) {
+      fmt::print(stderr, "coemu call: --pvc '{}': expected RX_VCI:TX_VCI@PEER such as 100:200@beta "
+                         "(RX_VCI 1..1048575)\n", o.pvc);
+      return kUsage;
+    }
+    pvc = cm::PvcSpec{rx, tx, {}};
+    pvc_peer = o.pvc.substr(at + 1);
+  }
   std::vector<Dest> dests;
   for (const auto& d : o.dests) {
     // Node addresses hold no ':', so the first one ends the node.
@@ -444,12 +585,15 @@ int run_call(const CallOptions& o) {
   const cm::ClientId me = node.attach(&c);
   const Seconds wait(o.wait);
   const auto heard_deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(wait);
-  for (const Dest& d : dests) {
-    while (!node.knows(d.node)) {
+  std::vector<std::string> must_hear;
+  for (const Dest& d : dests) must_hear.push_back(d.node);
+  if (pvc && !miniport::MacAddress::parse(pvc_peer)) must_hear.push_back(pvc_peer);
+  for (const std::string& peer : must_hear) {
+    while (!node.knows(peer)) {
       if (emulator::ShutdownSignals::requested()) return 1;
       if (std::chrono::steady_clock::now() > heard_deadline) {
         fmt::print(stderr, "coemu call: no HELLO from node '{}' on {} within {} s (is it running on this link?)\n",
-                   d.node, cli.opts.dev, o.wait);
+                   peer, cli.opts.dev, o.wait);
         return 1;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -465,10 +609,26 @@ int run_call(const CallOptions& o) {
     fmt::print(stderr, "coemu call: cannot make a VC: {}\n", miniport::to_string(vc.error()));
     return 1;
   }
-  const std::string what = multipoint ? "point-to-multipoint call to " + dests[0].text : "call to " + dests[0].text;
+  const std::string what = pvc                ? "PVC " + o.pvc
+                           : multipoint       ? "point-to-multipoint call to " + dests[0].text
+                                              : "call to " + dests[0].text;
   const auto t0 = std::chrono::steady_clock::now();
   Status s = Status::kPending;
-  if (multipoint) {
+  if (pvc) {
+    if (auto mac = miniport::MacAddress::parse(pvc_peer)) {
+      pvc->peer = *mac;
+    } else {
+      pvc->peer = derived_mac(pvc_peer);  // unless it runs with another MAC, as heard:
+      for (const auto& p : node.snapshot().peers)
+        if (p.neighbor.address == pvc_peer) pvc->peer = p.neighbor.mac;
+    }
+    const auto r = node.set_cm(*af, cm::co_oid::kAddPvc, cm::encode_co_pvc(*pvc));
+    if (r.status != Status::kSuccess) {
+      fmt::print(stderr, "coemu call: --pvc {}: OID_CO_ADD_PVC: {}\n", o.pvc, miniport::to_string(r.status));
+      return 1;
+    }
+    s = node.make_pvc_call(*vc, pvc->rx_vci);
+  } else if (multipoint) {
     auto party = node.make_multipoint_call(*vc, dests[0].node, dests[0].sap, traffic);
     s = party ? Status::kPending : party.error();
   } else {
@@ -564,6 +724,7 @@ int run_call(const CallOptions& o) {
       rc = 1;
     }
   }
+  if (pvc) (void)node.set_cm(*af, cm::co_oid::kDeletePvc, cm::encode_co_pvc(*pvc));
   // The VC goes once its deactivation has drained. (Never call into the node
   // under the client's lock: the control thread takes it in on_event.)
   bool deleted = false;

@@ -25,6 +25,7 @@ struct CallOptions {
   NodeCliOptions node;
   std::vector<std::string> dests;  // NODE:SAP; several make a point-to-multipoint call
   bool multipoint = false;         // point-to-multipoint even with one party
+  std::string pvc;                 // RX:TX@PEER: send on a PVC instead of calling (no signaling)
   std::string qos;                 // parse_qos() form; "" = best effort
   int64_t count = -1;              // packets to send; -1 = 10, or no limit with a duration
   std::string duration;            // send for this long ("" = until count)

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "emulator/control_socket.h"
 #include "emulator/lab.h"
 #include "emulator/topology.h"
 #include "emulator/unique_fd.h"
@@ -115,6 +116,10 @@ int main(int argc, char** argv) {
   CLI::App* show_cmd = nullptr;
   tools::add_show_command(app, show, show_cmd);
 
+  tools::PvcOptions pvc;
+  CLI::App* pvc_cmd = nullptr;
+  tools::add_pvc_command(app, pvc, pvc_cmd);
+
   tools::DecodeOptions decode;
   CLI::App* decode_cmd = nullptr;
   tools::add_decode_command(app, decode, decode_cmd);
@@ -183,7 +188,7 @@ int main(int argc, char** argv) {
     return false;
   };
   if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
-    fmt::print(stderr, "coemu: unknown command '{}' (commands: demo, listen, call, show, decode, lab, bench; see --help)\n",
+    fmt::print(stderr, "coemu: unknown command '{}' (commands: demo, listen, call, show, pvc, decode, lab, bench; see --help)\n",
                argv[1]);
     return kUsage;
   }
@@ -202,6 +207,7 @@ int main(int argc, char** argv) {
   if (*call_cmd) return tools::run_call(call);
   if (*decode_cmd) return tools::run_decode(decode);
   if (*show_cmd) return tools::run_show(show);
+  if (*pvc_cmd) return tools::run_pvc(pvc);
   if (*lab_demo_cmd) return tools::run_lab_demo(lab_demo);
 
   if (*up) {
@@ -267,23 +273,43 @@ int main(int argc, char** argv) {
         continue;
       }
       nlohmann::json j{{"lab", name}, {"mtu", st->mtu}, {"nodes", nlohmann::json::array()}, {"links", st->links}};
-      for (const auto& n : st->nodes)
-        j["nodes"].push_back({{"name", n.name},
-                              {"netns", n.netns},
-                              {"tap", n.tap},
-                              {"address", n.options.address},
-                              {"mtu", n.options.mtu},
-                              {"queues", n.options.queues},
-                              {"impair", n.options.impair},
-                              {"pcap", n.options.pcap}});
+      // A node run as this lab's (listen/call --lab) answers on its control socket.
+      std::vector<std::string> running;
+      for (const auto& n : st->nodes) {
+        nlohmann::json e{{"name", n.name},
+                         {"netns", n.netns},
+                         {"tap", n.tap},
+                         {"address", n.options.address},
+                         {"mtu", n.options.mtu},
+                         {"queues", n.options.queues},
+                         {"impair", n.options.impair},
+                         {"pcap", n.options.pcap},
+                         {"running", false}};
+        auto snap = emulator::ControlSocket::ask(tools::control_path(name, n.name, ""), "snapshot",
+                                                 std::chrono::milliseconds(500));
+        const auto js = snap ? nlohmann::json::parse(*snap, nullptr, false) : nlohmann::json();
+        if (js.is_object() && js.contains("calls")) {
+          e["running"] = true;
+          e["calls"] = js["calls"].size();
+          e["peers"] = js["peers"].size();
+        }
+        running.push_back(e["running"].get<bool>()
+                              ? fmt::format(" running: {} call{}, {} peer{}", e["calls"].get<size_t>(),
+                                            e["calls"].get<size_t>() == 1 ? "" : "s", e["peers"].get<size_t>(),
+                                            e["peers"].get<size_t>() == 1 ? "" : "s")
+                              : " not running");
+        j["nodes"].push_back(e);
+      }
       all.push_back(j);
       if (status_json) continue;
       fmt::print("lab {} (MTU {})\n", name, st->mtu);
-      for (const auto& n : st->nodes)
-        fmt::print("  node {:<8} address {:<10} netns {} tap {}{}{}{}\n", n.name, n.options.address, n.netns, n.tap,
-                   n.options.mtu != st->mtu ? fmt::format(" mtu {}", n.options.mtu) : "",
+      for (size_t i = 0; i < st->nodes.size(); ++i) {
+        const auto& n = st->nodes[i];
+        fmt::print("  node {:<8} address {:<10} netns {} tap {}{}{}{}\n           {}\n", n.name, n.options.address,
+                   n.netns, n.tap, n.options.mtu != st->mtu ? fmt::format(" mtu {}", n.options.mtu) : "",
                    n.options.impair.empty() ? "" : " impair " + n.options.impair,
-                   n.options.pcap.empty() ? "" : " capture " + n.options.pcap);
+                   n.options.pcap.empty() ? "" : " capture " + n.options.pcap, running[i]);
+      }
       for (const auto& [a, b] : st->links) fmt::print("  link {}-{}\n", a, b);
     }
     if (status_json) fmt::print("{}\n", all.dump());

@@ -24,6 +24,14 @@ void add_node_options(CLI::App* cmd, NodeCliOptions& o) {
   cmd->add_option("-a,--address", o.address, "This node's address (1-32 of A-Z a-z 0-9 . _ -) [lab: the node's]");
   cmd->add_option("-d,--dev", o.dev, "TAP device: attached if it exists (a lab's), else created and brought up");
   cmd->add_option("-n,--netns", o.netns, "Named network namespace the TAP lives in (default: this one)");
+  cmd->add_option("--mtu", o.mtu, "MTU of the TAP this command creates (68..65521) [default: 1500]")
+      ->check(CLI::Range(68u, 65521u));
+  cmd->add_option("--queues", o.queues, "TAP queues, one I/O thread each (1..16) [lab: the node's]")
+      ->check(CLI::Range(1u, 16u));
+  cmd->add_option("--io", o.io, "How frames are written to the TAP: auto (io_uring where the kernel allows), "
+                                "write or uring")
+      ->check(CLI::IsMember({"auto", "write", "uring"}))
+      ->capture_default_str();
   cmd->add_option("--mac", o.mac, "Node MAC, aa:bb:cc:dd:ee:ff (default: derived from the address)");
   cmd->add_option("--impair", o.impair, "Impair what this node sends, e.g. loss=1%,delay=5ms,seed=7 [lab: the node's]");
   cmd->add_option("--pcap", o.pcap, "Record every frame the node sends and receives (nanosecond pcap) [lab: the node's]");
@@ -64,6 +72,15 @@ std::variant<NodeCliOptions, int> resolve(const NodeCliOptions& in, const char* 
     fmt::print(stderr, "coemu {}: --node '{}': lab {} has {}\n", cmd, o.lab_node, o.lab, names);
     return kUsage;
   }
+  if (o.mtu != 0) {
+    fmt::print(stderr, "coemu {}: --mtu: the lab's TAP has the MTU the lab gave it ({})\n", cmd, n->options.mtu);
+    return kUsage;
+  }
+  if (o.queues != 1 && o.queues != n->options.queues) {
+    fmt::print(stderr, "coemu {}: --queues {}: the lab made {}'s TAP with {}\n", cmd, o.queues, n->name,
+               n->options.queues);
+    return kUsage;
+  }
   o.dev = n->tap;
   o.netns = n->netns;
   o.queues = n->options.queues;
@@ -75,17 +92,30 @@ std::variant<NodeCliOptions, int> resolve(const NodeCliOptions& in, const char* 
 
 }  // namespace
 
-CliNode::~CliNode() {
-  control.reset();  // its thread reads the node
+void CliNode::stop() {
+  control.reset();  // its thread reads the node (and the command's client)
   // What an impairment still holds back (delay, rate) leaves before the node
   // stops, or the last RELEASE_COMPLETE of a delayed link would be lost.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (node && tap && tap->next_deadline() && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   node.reset();  // joins its threads before the TAP and the recorder go
+}
+
+CliNode::~CliNode() {
+  stop();
   if (tap) tap->set_recorder(nullptr);
   tap.reset();
   pcap.reset();
+}
+
+std::string CliNode::answer(const std::string& request) {
+  {
+    std::lock_guard lock(extra_mu);
+    if (extra)
+      if (auto a = extra(request)) return *a;
+  }
+  return answer_control(*node, request);
 }
 
 std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions& given, const char* cmd) {
@@ -96,9 +126,7 @@ std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions&
   const NodeCliOptions& o = n->opts;
   miniport::MacAddress mac;
   if (o.mac.empty()) {
-    uint64_t h = 1469598103934665603ULL;  // FNV-1a of the address: stable across runs
-    for (char c : o.address) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ULL;
-    mac = miniport::MacAddress::local(h & 0xFFFFFFFFFFULL);
+    mac = derived_mac(o.address);
   } else if (auto m = miniport::MacAddress::parse(o.mac); m && !m->is_multicast()) {
     mac = *m;
   } else {
@@ -123,9 +151,17 @@ std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions&
     n->ns = std::move(*ns);
   }
   const emulator::Netns* where = n->ns ? &*n->ns : nullptr;
-  auto tap = emulator::TapDevice::open({.name = o.dev, .netns = where, .queues = o.queues, .attach = true});
+  const emulator::TapIo io = o.io == "write"   ? emulator::TapIo::kWrite
+                            : o.io == "uring" ? emulator::TapIo::kIoUring
+                                              : emulator::TapIo::kAuto;
+  auto tap = emulator::TapDevice::open({.name = o.dev, .netns = where, .queues = o.queues, .attach = true, .io = io});
+  if (tap && o.mtu != 0 && tap->get()->mtu() != o.mtu) {
+    fmt::print(stderr, "coemu {}: --mtu {}: {} exists with MTU {}; the MTU is set where a TAP is made\n", cmd,
+               o.mtu, o.dev, tap->get()->mtu());
+    return kUsage;
+  }
   if (!tap && tap.error() == Status::kAdapterRemoved && o.lab.empty()) {
-    tap = emulator::TapDevice::open({.name = o.dev, .netns = where});
+    tap = emulator::TapDevice::open({.name = o.dev, .netns = where, .queues = o.queues, .io = io});
     n->created_tap = static_cast<bool>(tap);
   }
   if (!tap) {
@@ -136,7 +172,7 @@ std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions&
   n->tap = std::move(*tap);
   if (n->created_tap) {
     auto rt = where ? emulator::RouteNetlink::open_in(*where) : emulator::RouteNetlink::open();
-    if (!rt || !rt->set_up(o.dev, true)) {
+    if (!rt || (o.mtu != 0 && (!rt->set_mtu(o.dev, o.mtu) || !n->tap->refresh_mtu())) || !rt->set_up(o.dev, true)) {
       fmt::print(stderr, "coemu {}: cannot bring {} up: {}\n", cmd, o.dev, emulator::last_error());
       return 1;
     }
@@ -168,13 +204,19 @@ std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions&
   fmt::print(stderr, "coemu {}: node {} ({}) on {}{}\n", cmd, o.address, mac.to_string(), o.dev,
              o.netns.empty() ? "" : " in netns " + o.netns);
   const std::string sock = control_path(o.lab, o.lab_node, o.address);
-  emulator::Node* live = n->node.get();
-  auto control = emulator::ControlSocket::open(sock, [live](const std::string& req) { return answer_control(*live, req); });
+  CliNode* self = n.get();  // the socket goes first in stop(): the node is there while it answers
+  auto control = emulator::ControlSocket::open(sock, [self](const std::string& req) { return self->answer(req); });
   if (control) n->control = std::move(*control);
   else  // the node works without it; only `coemu show` cannot reach it
     fmt::print(stderr, "coemu {}: no control socket ({}); `coemu show` will not reach this node\n", cmd,
                emulator::last_error());
   return n;
+}
+
+miniport::MacAddress derived_mac(const std::string& address) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a of the address: stable across runs
+  for (char c : address) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ULL;
+  return miniport::MacAddress::local(h & 0xFFFFFFFFFFULL);
 }
 
 std::optional<cm::SapSpec> parse_sap(const std::string& s) {
@@ -281,7 +323,9 @@ std::string describe(const cm::ClientEvent& e, bool json) {
                                                         status_with_cause(e.status, e.cause));
     case K::kCallConnected: return fmt::format("call from {} connected on vc {}", e.peer_address, vc);
     case K::kIncomingClose:
-      return fmt::format("{} closed the call on vc {}: {}", e.peer_address, vc, status_with_cause(e.status, e.cause));
+      return fmt::format("{} closed the call on vc {}: {}",
+                         e.peer_address.empty() ? "the call manager" : e.peer_address,  // a PVC's call
+                         vc, status_with_cause(e.status, e.cause));
     case K::kCloseCallComplete: return fmt::format("call on vc {} closed", vc);
     case K::kAfRegistered: return fmt::format("address family 0x{:04x} is offered", e.address_family);
     case K::kNotifyCloseAf: return "the node is closing its address family";

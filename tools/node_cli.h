@@ -5,7 +5,9 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <variant>
@@ -25,14 +27,16 @@ struct NodeCliOptions {
   std::string dev;      // TAP device
   std::string netns;    // named namespace of the TAP ("" = this one)
   uint32_t queues = 1;  // TAP queues
+  uint32_t mtu = 0;     // of a TAP the command creates (0 = the kernel's 1500)
+  std::string io = "auto";  // TAP write backend: auto | write | uring
   std::string mac;      // "" = derived from the address
   std::string impair;   // impairment spec for what this node sends
   std::string pcap;     // "" = no capture
   bool json = false;    // events as JSON lines on stdout
 };
 
-// Adds --lab, --node, --address, --dev, --netns, --mac, --impair, --pcap and
-// --json to cmd.
+// Adds --lab, --node, --address, --dev, --netns, --mtu, --queues, --io,
+// --mac, --impair, --pcap and --json to cmd.
 void add_node_options(CLI::App* cmd, NodeCliOptions& o);
 
 // A started node and everything it runs on; members are destroyed in the
@@ -46,6 +50,14 @@ struct CliNode {
   // Where `coemu show` reads the node; goes first, since it reads the node.
   std::unique_ptr<emulator::ControlSocket> control;
   bool created_tap = false;
+  // Requests the command itself answers (e.g. listen's "pvc add"); nullopt
+  // passes the request on to the node's snapshot answers.
+  std::mutex extra_mu;
+  std::function<std::optional<std::string>(const std::string&)> extra;
+  // Stops the control socket, lets delayed frames out, stops the node; the
+  // command's client may go after this.
+  void stop();
+  std::string answer(const std::string& request);
   ~CliNode();
 };
 
@@ -53,6 +65,10 @@ struct CliNode {
 // exit code (1 runtime, 2 bad option value).
 [[nodiscard]] std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions& o,
                                                                           const char* cmd);
+
+// The MAC a node started without --mac has: derived from its address, so a
+// peer's MAC is known before it runs (a PVC can name it).
+[[nodiscard]] miniport::MacAddress derived_mac(const std::string& address);
 
 // "selector:42", "42", "service:echo", "wildcard" -> SapSpec (PROTOCOL.md 5);
 // nullopt when malformed.

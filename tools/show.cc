@@ -14,6 +14,9 @@ namespace {
 using Json = nlohmann::ordered_json;
 constexpr int kUsage = 2;
 
+std::optional<std::string> node_socket(const std::string& cmd, const std::string& lab, const std::string& lab_node,
+                                       const std::string& address, const std::string& socket);
+
 const char* state_name(cm::CallState s) {
   switch (s) {
     case cm::CallState::kNull: return "null";
@@ -241,18 +244,9 @@ void add_show_command(CLI::App& app, ShowOptions& o, CLI::App*& cmd) {
 }
 
 int run_show(const ShowOptions& o) {
-  std::string path = o.socket;
-  if (path.empty()) {
-    if (!o.lab.empty() && o.lab_node.empty()) {
-      fmt::print(stderr, "coemu show: --lab '{}' needs --node\n", o.lab);
-      return kUsage;
-    }
-    if (o.lab.empty() && o.address.empty()) {
-      fmt::print(stderr, "coemu show: which node? --lab L --node N, -a ADDRESS or --socket PATH\n");
-      return kUsage;
-    }
-    path = control_path(o.lab, o.lab_node, o.address);
-  }
+  const auto where = node_socket("show", o.lab, o.lab_node, o.address, o.socket);
+  if (!where) return kUsage;
+  const std::string path = *where;
   auto answer = emulator::ControlSocket::ask(path, "snapshot", std::chrono::seconds(5));
   if (!answer) {
     fmt::print(stderr, "coemu show: {}\n", emulator::last_error());
@@ -275,6 +269,76 @@ int run_show(const ShowOptions& o) {
   if (o.what == "vcs" || o.what == "all") print_vcs(s);
   if (o.what == "peers" || o.what == "all") print_peers(s);
   if (o.what == "stats" || o.what == "all") print_stats(s);
+  return 0;
+}
+
+namespace {
+
+// The control socket of the node a command names, or a usage error.
+std::optional<std::string> node_socket(const std::string& cmd, const std::string& lab, const std::string& lab_node,
+                                       const std::string& address, const std::string& socket) {
+  if (!socket.empty()) return socket;
+  if (!lab.empty() && lab_node.empty()) {
+    fmt::print(stderr, "coemu {}: --lab '{}' needs --node\n", cmd, lab);
+    return std::nullopt;
+  }
+  if (lab.empty() && address.empty()) {
+    fmt::print(stderr, "coemu {}: which node? --lab L --node N, -a ADDRESS or --socket PATH\n", cmd);
+    return std::nullopt;
+  }
+  return control_path(lab, lab_node, address);
+}
+
+}  // namespace
+
+void add_pvc_command(CLI::App& app, PvcOptions& o, CLI::App*& cmd) {
+  cmd = app.add_subcommand(
+      "pvc",
+      "Add or delete a PVC on a running `coemu listen` node (OID_CO_ADD_PVC / OID_CO_DELETE_PVC):\n"
+      "the node makes a PERMANENT_VC call on it, no signaling, and answers it as its --mode says;\n"
+      "deleting the PVC closes that call. The other end sends with `coemu call --pvc`.\n"
+      "Examples:\n"
+      "  coemu pvc add --lab pair --node beta --vci 200 --peer-vci 100 --peer alpha\n"
+      "  coemu call --lab pair --node alpha --pvc 100:200@beta --count 50 --echo\n"
+      "  coemu pvc del --lab pair --node beta --vci 200");
+  cmd->add_option("verb", o.verb, "add or del")->required()->check(CLI::IsMember({"add", "del"}));
+  cmd->add_option("-l,--lab", o.lab, "The node is this lab's (with --node)");
+  cmd->add_option("--node", o.lab_node, "Which node of --lab");
+  cmd->add_option("-a,--address", o.address, "The node's address (a node run outside a lab)");
+  cmd->add_option("--socket", o.socket, "The node's control socket, if elsewhere");
+  cmd->add_option("--vci", o.vci, "The label this node receives on (1..1048575)")
+      ->required()
+      ->check(CLI::Range(1u, 1048575u));
+  cmd->add_option("--peer-vci", o.peer_vci, "add: the label the peer receives on")->check(CLI::Range(1u, 0xFFFFFFFFu));
+  cmd->add_option("--peer", o.peer, "add: the peer's node address (heard by this node) or MAC");
+  cmd->add_flag("-j,--json", o.json, "The node's answer as JSON");
+}
+
+int run_pvc(const PvcOptions& o) {
+  const auto path = node_socket("pvc", o.lab, o.lab_node, o.address, o.socket);
+  if (!path) return kUsage;
+  if (o.verb == "add" && (o.peer_vci == 0 || o.peer.empty())) {
+    fmt::print(stderr, "coemu pvc add: --peer-vci and --peer are required\n");
+    return kUsage;
+  }
+  const std::string req = o.verb == "add" ? fmt::format("pvc add {} {} {}", o.vci, o.peer_vci, o.peer)
+                                          : fmt::format("pvc del {}", o.vci);
+  auto answer = emulator::ControlSocket::ask(*path, req, std::chrono::seconds(10));
+  if (!answer) {
+    fmt::print(stderr, "coemu pvc: {}\n", emulator::last_error());
+    return 1;
+  }
+  const Json a = Json::parse(*answer, nullptr, false);
+  if (!a.is_object() || a.contains("error")) {
+    fmt::print(stderr, "coemu pvc {}: {}\n", o.verb,
+               a.is_object() && a["error"].is_string() ? a["error"].get<std::string>() : *answer);
+    return 1;
+  }
+  if (o.json) fmt::print("{}\n", a.dump());
+  else if (o.verb == "add")
+    fmt::print("PVC {} -> {} to {} up on vc {}\n", o.vci, o.peer_vci, a.value("peer", o.peer), a.value("vc", "?"));
+  else
+    fmt::print("PVC {} deleted\n", o.vci);
   return 0;
 }
 

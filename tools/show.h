@@ -33,4 +33,17 @@ struct ShowOptions {
 void add_show_command(CLI::App& app, ShowOptions& o, CLI::App*& cmd);
 [[nodiscard]] int run_show(const ShowOptions& o);
 
+// `coemu pvc add|del`: a PVC on a running `coemu listen` node (R68), which
+// makes a PERMANENT_VC call on it and answers it as its --mode says.
+struct PvcOptions {
+  std::string verb;              // add | del
+  std::string lab, lab_node, address, socket;
+  uint32_t vci = 0;              // the label this node receives on
+  uint32_t peer_vci = 0;         // the label the peer receives on (add)
+  std::string peer;              // the peer's node address or MAC (add)
+  bool json = false;
+};
+void add_pvc_command(CLI::App& app, PvcOptions& o, CLI::App*& cmd);
+[[nodiscard]] int run_pvc(const PvcOptions& o);
+
 }  // namespace tools

@@ -8,7 +8,7 @@ usage: cli_usage_test.py COEMU
 import subprocess
 import sys
 
-COMMANDS = ["", "demo", "bench", "bench datapath", "bench calls", "listen", "call", "show", "decode",
+COMMANDS = ["", "demo", "bench", "bench datapath", "bench calls", "listen", "call", "show", "pvc", "decode",
             "lab", "lab up", "lab down", "lab status", "lab demo"]
 
 # (arguments, what stderr must name)
@@ -40,6 +40,15 @@ USAGE_ERRORS = [
     (["call", "--node", "a", "beta:42"], "--lab"),
     (["listen", "--lab", "Bad!", "--node", "a"], "Bad!"),
     (["show", "calls"], "which node"),
+    (["pvc", "add", "-a", "beta", "--vci", "5"], "--peer"),
+    (["pvc", "bogus", "-a", "beta", "--vci", "5"], "bogus"),
+    (["pvc", "add", "-a", "beta", "--vci", "0", "--peer-vci", "1", "--peer", "x"], "--vci"),
+    (["call", "-a", "alpha", "-d", "t0", "--pvc", "0:1@beta"], "--pvc '0:1@beta'"),
+    (["call", "-a", "alpha", "-d", "t0", "--pvc", "1:2@beta", "beta:42"], "--pvc"),
+    (["call", "-a", "alpha", "-d", "t0"], "NODE:SAP"),
+    (["call", "-a", "alpha", "-d", "t0", "beta:42", "--io", "bogus"], "--io"),
+    (["call", "-a", "alpha", "-d", "t0", "beta:42", "--queues", "17"], "--queues"),
+    (["listen", "-a", "beta", "-d", "t0", "--mtu", "10"], "--mtu"),
     (["lab", "demo", "--rate", "1"], "--rate"),
     (["lab", "demo", "--seconds", "0"], "--seconds"),
     (["show", "bogus", "-a", "beta"], "bogus"),

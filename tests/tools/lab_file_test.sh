@@ -82,6 +82,13 @@ assert [p['address'] for p in s['peers']] == ['beta.r2'], s['peers']
 assert s['stats']['impairment']['delayed'] > 0, s['stats']
 " || fail "show all on alpha"
 "$coemu" show vcs --lab "$lab" --node beta | grep -q "active" || fail "show vcs (text) on beta"
+"$coemu" lab status --json | python3 -c "
+import json, sys
+l = {l['lab']: l for l in json.load(sys.stdin)}['$lab']
+n = {n['name']: n for n in l['nodes']}
+assert n['alpha']['running'] and n['alpha']['calls'] == 1 and n['alpha']['peers'] == 1, n
+assert n['beta']['running'] and n['beta']['calls'] == 1, n
+" || fail "lab status does not show the running nodes and their calls"
 wait "$caller" || fail "the second call exited $?"
 wait "$listener" || fail "the listener exited $?"
 listener=""
