@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
 
+#include "emulator/daemon.h"
 #include "emulator/route_netlink.h"
 #include "emulator/tap_device.h"
 
@@ -171,8 +173,11 @@ Result<void> Lab::build() {
                           {"mtu", n.options.mtu},
                           {"queues", n.options.queues},
                           {"impair", n.options.impair},
-                          {"pcap", n.options.pcap}});
+                          {"pcap", n.options.pcap},
+                          {"listen", n.options.listen},
+                          {"listen_mode", n.options.listen_mode}});
   }
+  j["daemons"] = nlohmann::json::array();
   // Bridges and veths carry the largest frames any node sends.
   uint32_t wire_mtu = spec_.mtu;
   for (const auto& n : nodes_) wire_mtu = std::max(wire_mtu, n.options.mtu);
@@ -251,6 +256,14 @@ Result<void> Lab::down(std::string_view lab_name, const LabOptions& opts) {
       for (const auto& n : j["netns"])
         if (n.is_string() && n.get<std::string>().starts_with(prefix(lab_name))) names.insert(n.get<std::string>());
     }
+    // The nodes' processes first: they close their calls and flush their captures.
+    if (j.is_object() && j.contains("daemons") && j["daemons"].is_array()) {
+      for (const auto& d : j["daemons"]) {
+        if (!d.is_object() || !d.contains("pid") || !d["pid"].is_number_integer() || !d.contains("node")) continue;
+        stop_daemon(d["pid"].get<int>(), {"listen", "--lab", std::string(lab_name), d["node"].get<std::string>()},
+                    std::chrono::seconds(5));
+      }
+    }
   }
   for (const auto& n : Netns::list())
     if (n.starts_with(prefix(lab_name))) names.insert(n);
@@ -292,6 +305,8 @@ Result<LabState> Lab::read(std::string_view lab_name, const LabOptions& opts) {
   if (!j.is_object() || !j.contains("nodes") || !j["nodes"].is_array()) return invalid(path + ": damaged state file");
   try {
     st.mtu = j.value("mtu", 1500u);
+    if (j.contains("daemons"))
+      for (const auto& d : j["daemons"]) st.daemons.emplace_back(d.at("node").get<std::string>(), d.at("pid").get<int>());
     if (j.contains("links"))
       for (const auto& l : j["links"]) st.links.emplace_back(l.at(0).get<std::string>(), l.at(1).get<std::string>());
   } catch (const nlohmann::json::exception& e) {
@@ -309,12 +324,28 @@ Result<LabState> Lab::read(std::string_view lab_name, const LabOptions& opts) {
     node.options.queues = n.value("queues", 1u);
     node.options.impair = n.value("impair", "");
     node.options.pcap = n.value("pcap", "");
+    node.options.listen = n.value("listen", std::vector<std::string>{});
+    node.options.listen_mode = n.value("listen_mode", "");
     if (node.name.empty() || node.netns.empty() || node.tap.empty()) return invalid(path + ": damaged state file");
     st.nodes.push_back(std::move(node));
   } catch (const nlohmann::json::exception& e) {
     return invalid(path + ": damaged state file (" + e.what() + ")");
   }
   return st;
+}
+
+Result<void> Lab::add_daemon(std::string_view lab_name, const std::string& node, int pid, const LabOptions& opts) {
+  const std::string path = state_path(opts, lab_name);
+  std::ifstream f(path);
+  auto j = f ? nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false) : nlohmann::json();
+  if (!j.is_object()) return invalid(path + ": no state file to add a process to");
+  if (!j.contains("daemons") || !j["daemons"].is_array()) j["daemons"] = nlohmann::json::array();
+  j["daemons"].push_back({{"node", node}, {"pid", pid}});
+  return write_state(path, j);
+}
+
+std::string Lab::run_dir(std::string_view lab_name, const LabOptions& opts) {
+  return (fs::path(opts.state_dir) / std::string(lab_name)).string();
 }
 
 const LabNode* LabState::node(std::string_view name) const noexcept {

@@ -34,6 +34,10 @@ struct LabNodeOptions {
   uint32_t queues = 1;       // TAP queues (1..16)
   std::string impair = {};   // impairment spec of what it sends ("" = none)
   std::string pcap = {};     // where it records its frames ("" = nowhere)
+  // SAPs a `coemu listen` run by `lab up` answers on for this node (none:
+  // no process is started for it), and how (accept, echo, sink, reject).
+  std::vector<std::string> listen = {};
+  std::string listen_mode = {};
   friend bool operator==(const LabNodeOptions&, const LabNodeOptions&) = default;
 };
 
@@ -71,6 +75,7 @@ struct LabState {
   uint32_t mtu = 1500;
   std::vector<LabNode> nodes;
   std::vector<std::pair<std::string, std::string>> links;
+  std::vector<std::pair<std::string, int>> daemons;  // node, pid of its `coemu listen`
   [[nodiscard]] const LabNode* node(std::string_view name) const noexcept;
 };
 
@@ -91,6 +96,12 @@ class Lab {
   // no such lab, kInvalidData when its state file is damaged (last_error()
   // says which).
   [[nodiscard]] static Result<LabState> read(std::string_view lab_name, const LabOptions& opts = {});
+  // Notes in the state file a process run for one of the lab's nodes, which
+  // `down` stops (SIGTERM, then SIGKILL) before it removes the namespaces.
+  [[nodiscard]] static Result<void> add_daemon(std::string_view lab_name, const std::string& node, int pid,
+                                               const LabOptions& opts = {});
+  // Where the lab keeps its nodes' control sockets and daemon logs.
+  [[nodiscard]] static std::string run_dir(std::string_view lab_name, const LabOptions& opts = {});
 
   // Removes this lab (idempotent). The destructor does it unless release()d.
   [[nodiscard]] Result<void> down();

@@ -73,6 +73,48 @@ std::string impairment(const YAML::Node& n, const std::string& what) {
   return cfg->active() ? cfg->to_string() : "";
 }
 
+// A SAP as `coemu listen --sap` takes it: 42, selector:42, service:NAME, wildcard.
+bool sap_text_ok(const std::string& s) {
+  auto selector = [](const std::string& v) {
+    return !v.empty() && v.size() <= 5 && v.find_first_not_of("0123456789") == std::string::npos &&
+           std::stoul(v) >= 1 && std::stoul(v) <= 65535;
+  };
+  if (s == "wildcard") return true;
+  if (s.rfind("selector:", 0) == 0) return selector(s.substr(9));
+  if (s.rfind("service:", 0) == 0) return s.size() > 8 && s.size() <= 8 + 64;
+  return selector(s);
+}
+
+// listen: 42 | [42, service:echo] | {sap: [...], mode: echo}: `lab up` runs
+// a `coemu listen` for the node.
+void listen(const YAML::Node& n, const std::string& what, LabNodeOptions& o) {
+  o.listen_mode = "accept";
+  if (n.IsMap()) {
+    only_keys(n, what, {"sap", "mode"});
+    if (!n["sap"]) bad(n, what + ": no 'sap'");
+    if (n["mode"]) {
+      o.listen_mode = scalar(n["mode"], what + ".mode");
+      const std::string& m = o.listen_mode;
+      if (m != "accept" && m != "echo" && m != "sink" && m != "reject")
+        bad(n["mode"], what + ".mode '" + m + "': accept, echo, sink or reject");
+    }
+  }
+  // (A YAML::Node is a reference: assigning one writes into the document.)
+  const YAML::Node saps = n.IsMap() ? n["sap"] : n;
+  std::vector<YAML::Node> items;
+  if (saps.IsSequence()) {
+    for (const auto& x : saps) items.push_back(x);
+  } else {
+    items.push_back(saps);
+  }
+  for (const auto& x : items) {
+    const std::string sap = scalar(x, what);
+    if (!sap_text_ok(sap)) bad(x, what + ": SAP '" + sap + "': 1-65535, selector:N, service:NAME or wildcard");
+    o.listen.push_back(sap);
+  }
+  if (o.listen.empty()) bad(n, what + ": no SAP");
+}
+
 Topology parse_doc(const YAML::Node& doc) {
   Topology t;
   if (!doc.IsMap()) bad(doc, "expected a map with name, nodes and links");
@@ -93,12 +135,13 @@ Topology parse_doc(const YAML::Node& doc) {
     const YAML::Node& v = kv.second;
     if (v && !v.IsNull()) {
       if (!v.IsMap()) bad(v, what + ": expected a map of settings ({} for none)");
-      only_keys(v, what, {"address", "mtu", "queues", "capture", "impair"});
+      only_keys(v, what, {"address", "mtu", "queues", "capture", "impair", "listen"});
       if (v["address"]) o.address = scalar(v["address"], what + ".address");
       if (v["mtu"]) o.mtu = number(v["mtu"], what + ".mtu", 68, 65521);
       if (v["queues"]) o.queues = number(v["queues"], what + ".queues", 1, 16);
       if (v["capture"]) capture = boolean(v["capture"], what + ".capture");
       if (v["impair"]) o.impair = impairment(v["impair"], what + ".impair");
+      if (v["listen"]) listen(v["listen"], what + ".listen", o);
     }
     if (!o.address.empty()) {
       const bool ok = o.address.size() <= 32 && std::all_of(o.address.begin(), o.address.end(), [](char c) {

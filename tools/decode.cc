@@ -6,6 +6,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <tuple>
 #include <vector>
 
@@ -123,6 +124,10 @@ struct Call {
   std::optional<uint8_t> cause;
   bool refused = false, ended = false;
   uint32_t parties_added = 0, parties_dropped = 0;
+  std::set<uint16_t> live_parties;  // point-to-multipoint: parties up in this trace
+  std::set<uint16_t> all_parties;   // ... and every party offered
+  std::string dropped_by;           // who sent the last DROP_PARTY, and its cause
+  uint8_t drop_cause = 0;
   std::vector<Step> ladder;
   std::map<std::string, Tally> data;  // "alpha -> beta"
 };
@@ -178,7 +183,8 @@ class Decoder {
       for (const auto& [dir, t] : c.data)
         fmt::print("  data {}: {} frame{}, {}\n", dir, t.frames, t.frames == 1 ? "" : "s", human_bytes(t.bytes));
       if (c.bearer == "p2mp")
-        fmt::print("  parties: {} added, {} dropped\n", c.parties_added + (c.connect_ns ? 1 : 0), c.parties_dropped);
+        fmt::print("  parties: {} offered, {} accepted, {} dropped\n", c.all_parties.size(),
+                   c.parties_added + (c.all_parties.count(0) && c.connect_ns ? 1 : 0), c.parties_dropped);
       fmt::print("  {}\n\n", outcome(c));
     }
     if (calls_.empty() && !o_.json) fmt::print("no calls in this trace\n");
@@ -331,15 +337,32 @@ class Decoder {
       it = live_.insert_or_assign(key, calls_.size() - 1).first;
     }
     Call& c = calls_[it->second];
+    const uint16_t party = d.msg.endpoint_ref.value_or(0);
     switch (type) {
+      case cm::MsgType::kSetup:
+      case cm::MsgType::kAddParty:
+        if (c.bearer == "p2mp") c.live_parties.insert(party), c.all_parties.insert(party);
+        break;
       case cm::MsgType::kConnect:
         if (!c.connect_ns) c.connect_ns = ns;
         break;
       case cm::MsgType::kAddPartyAck:
         ++c.parties_added;
+        if (!c.connect_ns) c.connect_ns = ns;  // a leaf's view: its party is its call
+        break;
+      case cm::MsgType::kDropParty:
+        c.dropped_by = name(sender);
+        c.drop_cause = d.msg.cause ? d.msg.cause->cause : cm::cause::kNormalUnspecified;
         break;
       case cm::MsgType::kDropPartyAck:
         ++c.parties_dropped;
+        // The last party on this trace's node gone: the call is over here.
+        if (c.live_parties.erase(party) && c.live_parties.empty() && c.cleared_by.empty()) {
+          c.cleared_by = c.dropped_by;
+          c.cause = c.drop_cause;
+          c.ended = true;
+          c.end_ns = ns;
+        }
         break;
       case cm::MsgType::kRelease:
       case cm::MsgType::kReleaseComplete:

@@ -2,9 +2,13 @@
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
+#include <fstream>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "emulator/control_socket.h"
+#include "emulator/daemon.h"
 #include "emulator/lab.h"
 #include "emulator/topology.h"
 #include "emulator/unique_fd.h"
@@ -247,11 +251,42 @@ int main(int argc, char** argv) {
                  emulator::last_error(), miniport::to_string(lab.error()));
       return 1;
     }
+    // Nodes that listen get a `coemu listen` each, in the background; `lab
+    // down` stops them. The lab counts as up once each one answers.
+    std::error_code ec;
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    for (const auto& n : (*lab)->nodes()) {
+      if (n.options.listen.empty()) continue;
+      std::vector<std::string> argv{self, "listen", "--lab", spec.name, "--node", n.name, "--mode", n.options.listen_mode};
+      for (const auto& sap : n.options.listen) argv.insert(argv.end(), {"--sap", sap});
+      const std::string dir = emulator::Lab::run_dir(spec.name, lab_opts);
+      std::filesystem::create_directories(dir, ec);
+      const std::string log = dir + "/" + n.name + ".log";
+      auto pid = emulator::spawn_daemon(argv, log);
+      bool up = pid && emulator::Lab::add_daemon(spec.name, n.name, *pid, lab_opts).has_value();
+      for (int i = 0; up && i < 250; ++i) {
+        if (emulator::ControlSocket::ask(tools::control_path(spec.name, n.name, ""), "snapshot",
+                                         std::chrono::milliseconds(200)))
+          break;
+        if (i == 249 || !emulator::daemon_alive(*pid, {"listen", "--lab", spec.name, n.name})) up = false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      if (!up) {
+        std::ifstream f(log);
+        std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        fmt::print(stderr, "coemu: lab {}: node {} did not start listening{}\n{}", spec.name, n.name,
+                   pid ? "" : ": " + emulator::last_error(), text);
+        (void)(*lab)->down();
+        fmt::print(stderr, "coemu: lab {} removed\n", spec.name);
+        return 1;
+      }
+    }
     (*lab)->release();
     for (const auto& n : (*lab)->nodes())
-      fmt::print("{}: netns {}, bridge {}, tap {}{}{}\n", n.name, n.netns, n.bridge, n.tap,
+      fmt::print("{}: netns {}, bridge {}, tap {}{}{}{}\n", n.name, n.netns, n.bridge, n.tap,
                  n.options.impair.empty() ? "" : ", impair " + n.options.impair,
-                 n.options.pcap.empty() ? "" : ", capture " + n.options.pcap);
+                 n.options.pcap.empty() ? "" : ", capture " + n.options.pcap,
+                 n.options.listen.empty() ? "" : ", listening (" + n.options.listen_mode + ")");
     fmt::print("lab {} is up; run a node with: coemu listen --lab {} --node {}; remove it with: coemu lab down {}\n",
                spec.name, spec.name, spec.nodes.back(), spec.name);
     return 0;

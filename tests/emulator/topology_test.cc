@@ -49,6 +49,12 @@ links:
   EXPECT_EQ(b.queues, 4u);
   EXPECT_EQ(b.impair, "loss=1%,seed=3");
   EXPECT_EQ(b.pcap, "./lab1-beta.pcap");
+  EXPECT_TRUE(b.listen.empty()) << "no process for a node that does not ask";
+  const Topology l = parse_ok("name: l\nnodes:\n  a: {listen: 42}\n  b: {listen: {sap: [7, service:echo], mode: echo}}\n");
+  EXPECT_EQ(l.lab.node_options[0].listen, (std::vector<std::string>{"42"}));
+  EXPECT_EQ(l.lab.node_options[0].listen_mode, "accept");
+  EXPECT_EQ(l.lab.node_options[1].listen, (std::vector<std::string>{"7", "service:echo"}));
+  EXPECT_EQ(l.lab.node_options[1].listen_mode, "echo");
   const std::vector<std::pair<std::string, std::string>> links{{"alpha", "beta"}, {"beta", "gamma"}};
   EXPECT_EQ(t.lab.links, links);
 }
@@ -76,6 +82,8 @@ TEST(Topology, BadFilesAreRefusedNamingTheLineAndWhatIsWrong) {
   expect_error("name: x\nnodes:\n  a: {queues: 17}\n", 3, "a.queues");
   expect_error("name: x\nnodes:\n  a: {impair: {loss: 150%}}\n", 3, "loss");
   expect_error("name: x\nnodes:\n  a: {capture: maybe}\n", 3, "not true or false");
+  expect_error("name: x\nnodes:\n  a: {listen: {sap: 0}}\n", 3, "SAP '0'");
+  expect_error("name: x\nnodes:\n  a: {listen: {sap: 42, mode: loud}}\n", 3, "mode 'loud'");
   expect_error("name: x\nnodes: [a, b]\n", 2, "'nodes' must map");
   expect_error("nodes:\n  a: {}\n", 1, "no 'name'");
   expect_error("name: x\nnodes:\n  a: {}\n  b: {}\n  c: {}\nlinks:\n"

@@ -10,20 +10,8 @@
 # Needs root (CAP_NET_ADMIN); exits 77 (ctest: skipped) with a message otherwise.
 set -euo pipefail
 coemu=$1 dir=$2
-if [ "$(id -u)" -ne 0 ] || ! [ -w /dev/net/tun ]; then
-  echo "skipped: labs need root (CAP_NET_ADMIN)"; exit 77
-fi
-lab="f$(( $$ % 100000 ))"
-work="$dir/labfile-$$"
-mkdir -p "$work"
-listener=""
-cleanup() {
-  [ -n "$listener" ] && kill "$listener" 2>/dev/null || true
-  "$coemu" lab down "$lab" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "--- listener:"; cat "$work/listen.out" 2>/dev/null || true; exit 1; }
+. "$(dirname "$0")/lab_lib.sh"
+lab_test_setup f labfile "$dir"
 
 cat >"$work/topo.yaml" <<YAML
 name: $lab
