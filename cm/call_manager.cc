@@ -573,7 +573,7 @@ Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmO
   }
   CallActions acts;
   if (c->via_add_party && answer != Status::kSuccess) c->rejecting = true;
-  const bool ok = answer == Status::kSuccess ? c->fsm.accept(now, acts) : c->fsm.reject(cause::kCallRejected, acts);
+  const bool ok = answer == Status::kSuccess ? c->fsm.accept(now, acts) : c->fsm.reject(refusal_cause(answer), acts);
   if (!ok) {
     c->rejecting = false;
     return Status::kFailure;
@@ -1312,6 +1312,30 @@ std::vector<VcView> CallManager::vc_views() const {
   for (const auto& [slot, v] : vcs_info_)
     out.push_back(VcView{VcId{slot, v.gen}, v.client, v.call.has_value(), v.root, v.parties.size(), v.pvc, v.name});
   return out;
+}
+
+uint8_t refusal_cause(Status answer) noexcept {
+  switch (answer) {
+    case Status::kResources: return cause::kResourceUnavailable;
+    case Status::kIncompatableQos:
+    case Status::kCellrateNotAvailable: return cause::kQosUnavailable;
+    case Status::kInvalidSap: return cause::kIncompatibleDestination;
+    case Status::kDestOutOfOrder: return cause::kDestinationOutOfOrder;
+    case Status::kNoRouteToDestination: return cause::kNoRoute;
+    default: return cause::kCallRejected;
+  }
+}
+
+std::optional<Status> refusal_status(uint8_t c) noexcept {
+  switch (c) {
+    case cause::kCallRejected: return Status::kNotAccepted;
+    case cause::kResourceUnavailable: return Status::kResources;
+    case cause::kQosUnavailable: return Status::kIncompatableQos;
+    case cause::kIncompatibleDestination: return Status::kInvalidSap;
+    case cause::kDestinationOutOfOrder: return Status::kDestOutOfOrder;
+    case cause::kNoRoute: return Status::kNoRouteToDestination;
+    default: return std::nullopt;
+  }
 }
 
 }  // namespace cm

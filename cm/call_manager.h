@@ -179,6 +179,14 @@ struct CmCounters {
   uint64_t vc_indications = 0;         // VC-scoped status indications on this CM's VCs (R84)
 };
 
+// EMU: the Q.850 cause a callee's refusal status goes out with: RESOURCES
+// 47 (resource unavailable), INCOMPATABLE_QOS / CELLRATE_NOT_AVAILABLE 49
+// (QoS unavailable), INVALID_SAP 88 (incompatible destination),
+// DEST_OUT_OF_ORDER 27, NO_ROUTE_TO_DESTINATION 3, anything else 21 (call
+// rejected). refusal_status() is its inverse, for a client that wants a cause.
+[[nodiscard]] uint8_t refusal_cause(Status answer) noexcept;
+[[nodiscard]] std::optional<Status> refusal_status(uint8_t cause) noexcept;
+
 // One call (or one party of a point-to-multipoint call) as the CM holds it.
 struct CallView {
   std::string peer_address;
@@ -274,7 +282,7 @@ class CallManager {
   // Parties of the point-to-multipoint call on `vc` that the client holds.
   [[nodiscard]] size_t parties(VcId vc) const;
   // R51/R52: the SAP owner's answer to kIncomingCall: kSuccess accepts,
-  // anything else rejects with cause 21.
+  // anything else rejects, with the cause refusal_cause() gives the status.
   // `granted` (accepting only): the FLOWSPECs the callee takes, each token
   // rate at most what was offered (else kInvalidData): the caller sees them
   // with params_changed (R42).

@@ -161,33 +161,43 @@ Topology parse_doc(const YAML::Node& doc) {
   if (const YAML::Node links = doc["links"]) {
     if (!links.IsSequence()) bad(links, "'links' must be a list such as [alpha-beta]");
     for (const auto& l : links) {
-      std::string a, b, imp;
+      std::vector<std::pair<std::string, std::string>> pairs;
+      std::string imp;
       if (l.IsScalar()) {
         const std::string s = l.as<std::string>();
         const auto dash = s.find('-');
         if (dash == std::string::npos || dash == 0 || dash + 1 == s.size())
-          bad(l, "link '" + s + "': expected NODE-NODE or {between: [NODE, NODE]}");
-        a = s.substr(0, dash), b = s.substr(dash + 1);
+          bad(l, "link '" + s + "': expected NODE-NODE, {between: [NODE, NODE]} or {segment: [NODE, ...]}");
+        pairs.emplace_back(s.substr(0, dash), s.substr(dash + 1));
+      } else if (l.IsMap() && l["segment"]) {
+        // One Ethernet segment: the first node's bridge joins each other's.
+        only_keys(l, "segment", {"segment"});
+        const YAML::Node ends = l["segment"];
+        if (!ends.IsSequence() || ends.size() < 2) bad(l, "segment: name two or more nodes");
+        for (size_t i = 1; i < ends.size(); ++i)
+          pairs.emplace_back(scalar(ends[0], "segment"), scalar(ends[i], "segment"));
       } else if (l.IsMap()) {
         only_keys(l, "link", {"between", "impair"});
         const YAML::Node ends = l["between"];
         if (!ends || !ends.IsSequence() || ends.size() != 2) bad(l, "link: 'between' must name two nodes");
-        a = scalar(ends[0], "link"), b = scalar(ends[1], "link");
-        if (l["impair"]) imp = impairment(l["impair"], "link " + a + "-" + b + ".impair");
+        pairs.emplace_back(scalar(ends[0], "link"), scalar(ends[1], "link"));
+        if (l["impair"]) imp = impairment(l["impair"], "link " + pairs[0].first + "-" + pairs[0].second + ".impair");
       } else {
-        bad(l, "link: expected NODE-NODE or {between: [NODE, NODE], impair: {...}}");
+        bad(l, "link: expected NODE-NODE, {between: [NODE, NODE], impair: {...}} or {segment: [NODE, ...]}");
       }
-      for (const auto& end : {a, b})
-        if (!where.count(end)) bad(l, "link " + a + "-" + b + ": no node '" + end + "' in 'nodes'");
-      t.lab.links.emplace_back(a, b);
-      ++degree[a], ++degree[b];
-      if (!imp.empty()) {
-        // The two directions draw from different seeds (the link's and the
-        // next), or frame k would share its fate both ways.
-        auto cfg = *ImpairmentConfig::parse(imp);
-        link_impair[a].push_back(cfg.to_string());
-        ++cfg.seed;
-        link_impair[b].push_back(cfg.to_string());
+      for (const auto& [a, b] : pairs) {
+        for (const auto& end : {a, b})
+          if (!where.count(end)) bad(l, "link " + a + "-" + b + ": no node '" + end + "' in 'nodes'");
+        t.lab.links.emplace_back(a, b);
+        ++degree[a], ++degree[b];
+        if (!imp.empty()) {
+          // The two directions draw from different seeds (the link's and the
+          // next), or frame k would share its fate both ways.
+          auto cfg = *ImpairmentConfig::parse(imp);
+          link_impair[a].push_back(cfg.to_string());
+          ++cfg.seed;
+          link_impair[b].push_back(cfg.to_string());
+        }
       }
     }
   }

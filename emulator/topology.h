@@ -13,6 +13,7 @@
 //   links:
 //     - alpha-beta                              # or:
 //     - {between: [alpha, beta], impair: {loss: 2%, delay: 80ms, jitter: 10ms}}
+//     - {segment: [hub, a, b, c]}               # one Ethernet segment
 //
 // Impairments are done by the sending node, on everything it sends: a
 // node's own `impair`, else that of its impaired link. A node with several

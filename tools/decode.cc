@@ -254,9 +254,10 @@ class Decoder {
     j["kind"] = "MSG";
     j["seq"] = h.seq;
     j["ack"] = h.ack;
-    // The transport resends a MSG whose ack is late: same association, a seq
+    // The transport resends a MSG whose ack is late: same association (both
+    // ends' incarnations: a restarted peer starts a new one at seq 1), a seq
     // already seen. It is shown, marked, and not counted twice in its call.
-    uint32_t& last = last_seq_[{mac_key(eth.src), mac_key(eth.dst), h.incarnation}];
+    uint32_t& last = last_seq_[{mac_key(eth.src), mac_key(eth.dst), h.incarnation, h.peer_incarnation}];
     const bool resent = h.seq <= last;
     if (!resent) last = h.seq;
     if (resent) j["retransmission"] = true;
@@ -458,7 +459,7 @@ class Decoder {
   std::vector<Call> calls_;
   std::map<Key, size_t> live_;
   std::map<std::pair<uint64_t, uint32_t>, size_t> vcis_;  // (receiving MAC, VCI) -> call
-  std::map<std::tuple<uint64_t, uint64_t, uint32_t>, uint32_t> last_seq_;  // (src, dst, incarnation) -> seq
+  std::map<std::tuple<uint64_t, uint64_t, uint32_t, uint32_t>, uint32_t> last_seq_;  // association -> seq
 };
 
 // Node names from the HELLOs in the file (a first pass, so that even the

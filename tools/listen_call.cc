@@ -78,7 +78,9 @@ class Listener : public emulator::NodeClient, public Waiter {
     print_event(e, o_.node.json);
     switch (e.kind) {
       case Ev::kIncomingCall: {
-        const Status answer = o_.mode == "reject" ? Status::kNotAccepted : Status::kSuccess;
+        const Status answer = o_.mode == "reject"
+                                  ? cm::refusal_status(static_cast<uint8_t>(o_.cause)).value_or(Status::kNotAccepted)
+                                  : Status::kSuccess;
         {
           std::lock_guard lock(mu_);
           calls_[key(e.vc)] = Call{e.peer_address, 0, 0, 0};
@@ -345,8 +347,17 @@ void add_listen_command(CLI::App& app, ListenOptions& o, CLI::App*& cmd) {
   add_node_options(cmd, o.node);
   cmd->add_option("-s,--sap", o.saps,
                   "SAP to listen on (repeatable): 42 or selector:42, service:NAME, wildcard [default: 42]");
-  cmd->add_option("-m,--mode", o.mode, "accept, reject (cause 21), echo (send data back) or sink")
+  cmd->add_option("-m,--mode", o.mode, "accept, reject (with --cause), echo (send data back) or sink")
       ->check(CLI::IsMember({"accept", "reject", "echo", "sink"}))
+      ->capture_default_str();
+  cmd->add_option("--cause", o.cause,
+                  "reject: the cause the caller hears: 21 call rejected, 47 resource unavailable,\n"
+                  "49 QoS unavailable, 88 incompatible destination, 27 destination out of order, 3 no route")
+      ->check([](const std::string& v) {
+        const bool ok = !v.empty() && v.size() <= 3 && v.find_first_not_of("0123456789") == std::string::npos &&
+                        cm::refusal_status(static_cast<uint8_t>(std::stoul(v))).has_value();
+        return ok ? std::string() : fmt::format("'{}': one of 21, 47, 49, 88, 27, 3", v);
+      })
       ->capture_default_str();
   cmd->add_option("-c,--calls", o.max_calls, "Stop after this many calls ended (0: until Ctrl-C)")
       ->capture_default_str();

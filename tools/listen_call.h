@@ -18,6 +18,7 @@ struct ListenOptions {
   NodeCliOptions node;
   std::vector<std::string> saps;  // parse_sap() forms; default selector:42
   std::string mode = "accept";    // accept | reject | echo | sink
+  uint32_t cause = 21;            // reject: the Q.850 cause the caller hears (cm::refusal_status)
   uint32_t max_calls = 0;         // stop after this many calls ended; 0 = until Ctrl-C
 };
 

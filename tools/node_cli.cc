@@ -81,6 +81,15 @@ std::variant<NodeCliOptions, int> resolve(const NodeCliOptions& in, const char* 
                n->options.queues);
     return kUsage;
   }
+  // One process per node: its TAP is taken. Say so rather than fail on the TAP.
+  if (emulator::ControlSocket::ask(control_path(o.lab, o.lab_node, ""), "snapshot", std::chrono::milliseconds(300))) {
+    fmt::print(stderr,
+               "coemu {}: node {} of lab {} is already running ({}); a node is one process: run this as "
+               "another node, or see it with: coemu show calls --lab {} --node {}\n",
+               cmd, n->name, o.lab, n->options.listen.empty() ? "another command runs it" : "lab up started its listener",
+               o.lab, n->name);
+    return 1;
+  }
   o.dev = n->tap;
   o.netns = n->netns;
   o.queues = n->options.queues;

@@ -113,6 +113,27 @@ TEST(CallManager, RejectedCallCarriesTheCauseToTheCaller) {
   EXPECT_EQ(done->cause, cause::kCallRejected);
 }
 
+// EMU: the callee's refusal status chooses the cause the caller hears.
+TEST(CallManager, TheCalleesRefusalStatusChoosesTheCause) {
+  const std::pair<Status, uint8_t> cases[] = {
+      {Status::kNotAccepted, cause::kCallRejected},       {Status::kResources, cause::kResourceUnavailable},
+      {Status::kIncompatableQos, cause::kQosUnavailable}, {Status::kInvalidSap, cause::kIncompatibleDestination},
+      {Status::kDestOutOfOrder, cause::kDestinationOutOfOrder}};
+  for (const auto& [status, want] : cases) {
+    Lab l;
+    l.start();
+    auto [vc, vc_b] = l.offer();
+    l.answer(vc_b, status);
+    const ClientEvent* done = l.last(l.ev_a, Ev::kMakeCallComplete);
+    ASSERT_NE(done, nullptr);
+    EXPECT_NE(done->status, Status::kSuccess);
+    EXPECT_EQ(done->cause, want) << miniport::to_string(status);
+    EXPECT_EQ(refusal_status(want), status == Status::kNotAccepted ? std::optional(Status::kNotAccepted)
+                                                                   : std::optional(status));
+  }
+  EXPECT_FALSE(refusal_status(cause::kNormalClearing).has_value()) << "not a refusal a client gives";
+}
+
 TEST(CallManager, APeerThatFallsSilentHasItsCallsClearedWithCause41) {
   Lab l;
   l.start();

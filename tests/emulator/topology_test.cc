@@ -59,6 +59,15 @@ links:
   EXPECT_EQ(t.lab.links, links);
 }
 
+TEST(Topology, ASegmentJoinsItsFirstNodeToEachOther) {
+  const Topology t = parse_ok("name: s\nnodes: {hub: {}, a: {}, b: {}, c: {}}\nlinks:\n  - {segment: [hub, a, b]}\n  - c-a\n");
+  const std::vector<std::pair<std::string, std::string>> links{{"hub", "a"}, {"hub", "b"}, {"c", "a"}};
+  EXPECT_EQ(t.lab.links, links);
+  expect_error("name: s\nnodes: {a: {}}\nlinks:\n  - {segment: [a]}\n", 4, "two or more");
+  expect_error("name: s\nnodes: {a: {}, b: {}}\nlinks:\n  - {segment: [a, b], impair: {loss: 1%}}\n", 4,
+               "unknown key 'impair'");
+}
+
 TEST(Topology, ALinksImpairmentIsDoneByBothOfItsEndsUnlessANodeSaysOtherwise) {
   const Topology t = parse_ok(R"(
 name: l2

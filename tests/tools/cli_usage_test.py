@@ -49,6 +49,7 @@ USAGE_ERRORS = [
     (["call", "-a", "alpha", "-d", "t0", "beta:42", "--io", "bogus"], "--io"),
     (["call", "-a", "alpha", "-d", "t0", "beta:42", "--queues", "17"], "--queues"),
     (["listen", "-a", "beta", "-d", "t0", "--mtu", "10"], "--mtu"),
+    (["listen", "-a", "beta", "-d", "t0", "--mode", "reject", "--cause", "16"], "--cause"),
     (["lab", "demo", "--rate", "1"], "--rate"),
     (["lab", "demo", "--seconds", "0"], "--seconds"),
     (["show", "bogus", "-a", "beta"], "bogus"),

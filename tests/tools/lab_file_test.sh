@@ -80,11 +80,23 @@ assert n['beta']['running'] and n['beta']['calls'] == 1, n
 wait "$caller" || fail "the second call exited $?"
 wait "$listener" || fail "the listener exited $?"
 listener=""
+# A listener that refuses with a cause of its choosing; the caller names it.
+"$coemu" listen --lab "$lab" --node beta --sap 43 --mode reject --cause 47 --calls 1 >"$work/listen.out" 2>&1 &
+listener=$!
+for _ in $(seq 100); do grep -q "listening on selector:43" "$work/listen.out" && break; sleep 0.1; done
+set +e
+msg=$("$coemu" call --lab "$lab" --node alpha beta.r2:43 2>&1); rc=$?
+set -e
+[ "$rc" -eq 1 ] && echo "$msg" | grep -q "cause 47 (resource unavailable)" || fail "reject --cause 47: rc $rc: $msg"
+wait "$listener" || fail "the rejecting listener exited $?"
+listener=""
+
 for n in alpha beta; do
   "$coemu" decode --calls --json "$work/$lab-$n.pcap" | python3 -c "
 import json, sys
 calls = [json.loads(l) for l in sys.stdin]
-assert len(calls) == 2 and all(c['called'] == 'beta.r2' and c['outcome'] == 'cleared' for c in calls), calls
+assert [c['outcome'] for c in calls] == ['cleared', 'cleared', 'refused'] and calls[2]['cause'] == 47, calls
+assert all(c['called'] == 'beta.r2' for c in calls), calls
 " || fail "$n's capture does not hold the call"
 done
 

@@ -37,6 +37,10 @@ s = json.loads('''$sum''')
 assert s['parties'] == 2 and s['sent'] == 30 and s['completed_ok'] == 30, s
 " || fail "summary: $sum"
 "$coemu" show saps --lab "$lab" --node l2 --json | grep -q '"service:echo"' || fail "show saps on l2"
+set +e
+msg=$("$coemu" call --lab "$lab" --node l1 l2:42 2>&1); rc=$?
+set -e
+[ "$rc" -eq 1 ] && echo "$msg" | grep -q "node l1 of lab $lab is already running" || fail "a second process as l1: $msg"
 
 "$coemu" lab down "$lab" >/dev/null || fail "lab down"
 sleep 0.1
