@@ -59,6 +59,20 @@ Result<void> write_state(const std::string& path, const nlohmann::json& j) {
 
 }  // namespace
 
+void to_json(nlohmann::json& j, const LabNode& n) {
+  j = nlohmann::json{{"name", n.name},
+                     {"netns", n.netns},
+                     {"bridge", n.bridge},
+                     {"tap", n.tap},
+                     {"address", n.options.address},
+                     {"mtu", n.options.mtu},
+                     {"queues", n.options.queues},
+                     {"impair", n.options.impair},
+                     {"pcap", n.options.pcap},
+                     {"listen", n.options.listen},
+                     {"listen_mode", n.options.listen_mode}};
+}
+
 Result<void> Lab::validate(const LabSpec& s) {
   if (!is_word(s.name, 6)) return invalid("lab name '" + s.name + "': use 1..6 characters a-z, 0-9");
   if (s.nodes.empty()) return invalid("lab " + s.name + ": no nodes");
@@ -165,17 +179,7 @@ Result<void> Lab::build() {
   j["nodes"] = nlohmann::json::array();
   for (const auto& n : nodes_) {
     j["netns"].push_back(n.netns);
-    j["nodes"].push_back({{"name", n.name},
-                          {"netns", n.netns},
-                          {"bridge", n.bridge},
-                          {"tap", n.tap},
-                          {"address", n.options.address},
-                          {"mtu", n.options.mtu},
-                          {"queues", n.options.queues},
-                          {"impair", n.options.impair},
-                          {"pcap", n.options.pcap},
-                          {"listen", n.options.listen},
-                          {"listen_mode", n.options.listen_mode}});
+    j["nodes"].push_back(n);
   }
   j["daemons"] = nlohmann::json::array();
   // Bridges and veths carry the largest frames any node sends.

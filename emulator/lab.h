@@ -17,6 +17,7 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -68,6 +69,9 @@ struct LabNode {
   std::string tap;     // persistent TAP inside the namespace, enslaved to the bridge
   LabNodeOptions options = {};  // address filled in (the name when not given)
 };
+
+// A node as the state file and `coemu lab status --json` show it.
+void to_json(nlohmann::json& j, const LabNode& n);
 
 // What the state file of a lab that is up says.
 struct LabState {

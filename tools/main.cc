@@ -311,15 +311,8 @@ int main(int argc, char** argv) {
       // A node run as this lab's (listen/call --lab) answers on its control socket.
       std::vector<std::string> running;
       for (const auto& n : st->nodes) {
-        nlohmann::json e{{"name", n.name},
-                         {"netns", n.netns},
-                         {"tap", n.tap},
-                         {"address", n.options.address},
-                         {"mtu", n.options.mtu},
-                         {"queues", n.options.queues},
-                         {"impair", n.options.impair},
-                         {"pcap", n.options.pcap},
-                         {"running", false}};
+        nlohmann::json e = n;
+        e["running"] = false;
         auto snap = emulator::ControlSocket::ask(tools::control_path(name, n.name, ""), "snapshot",
                                                  std::chrono::milliseconds(500));
         const auto js = snap ? nlohmann::json::parse(*snap, nullptr, false) : nlohmann::json();
