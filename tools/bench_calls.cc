@@ -343,9 +343,15 @@ int run_bench_calls(const BenchCallsOptions& o) {
       fmt::print(stderr, "coemu bench calls: {} calls failed\n", failed);
       rc = 1;
     }
-    print_bench_row({"calls", fmt::format("rate_{}_in_flight", n), "calls/s", median(rate_c), median(rate_t)}, o.json);
-    print_bench_row({"calls", fmt::format("setup_p50_{}_in_flight", n), "us", median(p50_c), median(p50_t)}, o.json);
-    print_bench_row({"calls", fmt::format("setup_p99_{}_in_flight", n), "us", median(p99_c), median(p99_t)}, o.json);
+    print_bench_row({"calls", fmt::format("rate_{}_in_flight", n), "calls/s", median(rate_c), median(rate_t), 0, 0,
+                     rate_c, rate_t},
+                    o.json);
+    print_bench_row({"calls", fmt::format("setup_p50_{}_in_flight", n), "us", median(p50_c), median(p50_t), 0, 0,
+                     p50_c, p50_t},
+                    o.json);
+    print_bench_row({"calls", fmt::format("setup_p99_{}_in_flight", n), "us", median(p99_c), median(p99_t), 0, 0,
+                     p99_c, p99_t},
+                    o.json);
   }
   return rc;
 }

@@ -71,11 +71,25 @@ void print_bench_row(const BenchRow& r, bool json) {
     j["ratio"] = ratio;
     j["loss"] = r.loss;
     j["baseline_loss"] = r.baseline_loss;
+    if (!r.values.empty()) {
+      j["repeat"] = r.values.size();
+      j["value_min"] = *std::min_element(r.values.begin(), r.values.end());
+      j["value_max"] = *std::max_element(r.values.begin(), r.values.end());
+    }
+    if (!r.baselines.empty()) {
+      j["baseline_min"] = *std::min_element(r.baselines.begin(), r.baselines.end());
+      j["baseline_max"] = *std::max_element(r.baselines.begin(), r.baselines.end());
+    }
     fmt::print("{}\n", j.dump());
   } else {
     fmt::print("{:<34} {:>14.1f} {:>14.1f} {:>7.2f}x  {:<10}", r.suite + "/" + r.name, r.value, r.baseline, ratio,
                r.unit);
     if (r.unit == "frames/s") fmt::print(" loss {:.1f}% / {:.1f}%", 100 * r.loss, 100 * r.baseline_loss);
+    auto span = [](const std::vector<double>& v) {
+      return fmt::format("{:.1f}..{:.1f}", *std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end()));
+    };
+    if (r.values.size() > 1) fmt::print("  min..max {}", span(r.values));
+    if (r.baselines.size() > 1) fmt::print(" / {}", span(r.baselines));
     fmt::print("\n");
   }
   std::fflush(stdout);
@@ -423,8 +437,12 @@ int run_bench_datapath(const BenchDatapathOptions& o) {
         engs.push_back(engine_throughput(*path, size, o.seconds, o));
       }
       const Rate raw = median(raws), eng = median(engs);
-      print_bench_row({kind, fmt::format("throughput_{}B", size), "frames/s", eng.per_s, raw.per_s, eng.loss, raw.loss},
-                o.json);
+      std::vector<double> ev, rv;
+      for (const auto& x : engs) ev.push_back(x.per_s);
+      for (const auto& x : raws) rv.push_back(x.per_s);
+      print_bench_row({kind, fmt::format("throughput_{}B", size), "frames/s", eng.per_s, raw.per_s, eng.loss, raw.loss,
+                       ev, rv},
+                      o.json);
     }
     auto path = make_bench_path(kind, 1500);
     if (!path) continue;
@@ -441,7 +459,8 @@ int run_bench_datapath(const BenchDatapathOptions& o) {
     std::vector<double> rates;
     for (uint32_t i = 0; i < o.repeat; ++i) rates.push_back(shaped_rate(*path, o.shape_rate, o.seconds, o));
     std::sort(rates.begin(), rates.end());
-    print_bench_row({kind, "shaped_rate", "bytes/s", rates[rates.size() / 2], static_cast<double>(o.shape_rate)},
+    print_bench_row({kind, "shaped_rate", "bytes/s", rates[rates.size() / 2], static_cast<double>(o.shape_rate), 0, 0,
+                     rates},
                     o.json);
   }
   return rc;

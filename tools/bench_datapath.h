@@ -33,6 +33,9 @@ struct BenchRow {
   std::string suite, name, unit;
   double value = 0, baseline = 0;
   double loss = 0, baseline_loss = 0;  // share of frames written but not delivered
+  // Each repetition's result (value and baseline are their medians): the
+  // row then shows min..max beside them. Empty for single measurements.
+  std::vector<double> values = {}, baselines = {};
 };
 
 // Two links joined: the memory wire, or two TAPs on a bridge inside an

@@ -9,7 +9,7 @@ case "$suite" in
   datapath)
     links=memory
     if [ "$(id -u)" -eq 0 ] && [ -w /dev/net/tun ]; then links=both; fi
-    out=$("$coemu" bench datapath --links "$links" --sizes 64 --seconds 0.05 --repeat 1 --rounds 50 --json) ;;
+    out=$("$coemu" bench datapath --links "$links" --sizes 64 --seconds 0.05 --repeat 2 --rounds 50 --json) ;;
   calls)
     if [ "$(id -u)" -ne 0 ] || ! [ -w /dev/net/tun ]; then
       echo "skipped: bench calls needs root (CAP_NET_ADMIN)"; exit 77
@@ -27,6 +27,8 @@ for r in rows:
     for k in ("suite", "case", "unit", "value", "baseline", "ratio"):
         assert k in r, (k, r)
     assert r["value"] > 0 and r["baseline"] > 0, r
+    if "repeat" in r:  # repeated cases: the median lies within min..max
+        assert r["value_min"] <= r["value"] <= r["value_max"], r
 if suite == "datapath":
     assert "shaped_rate" in {r["case"] for r in rows}, rows
 if suite == "calls":
