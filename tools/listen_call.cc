@@ -176,22 +176,14 @@ class Listener : public emulator::NodeClient, public Waiter {
   // Returns the JSON answer.
   std::string pvc(const std::vector<std::string>& w) {
     auto fail = [](const std::string& why) { return nlohmann::json{{"error", why}}.dump(); };
-    auto number = [](const std::string& v) -> std::optional<uint32_t> {
-      if (v.empty() || v.size() > 10 || v.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-      const unsigned long n = std::stoul(v);
-      return n >= 1 && n <= 0xFFFFFFFFul ? std::optional<uint32_t>(static_cast<uint32_t>(n)) : std::nullopt;
+    auto number = [](const std::string& v) {  // a VCI: 1..2^32-1
+      const auto n = parse_u32(v);
+      return n && *n != 0 ? n : std::nullopt;
     };
     if (w.size() == 5 && w[1] == "add") {
       const auto rx = number(w[2]), tx = number(w[3]);
       if (!rx || !tx) return fail("VCIs must be 1..4294967295");
-      auto peer = miniport::MacAddress::parse(w[4]);
-      if (!peer) {
-        for (const auto& p : node_.snapshot().peers)
-          if (p.neighbor.address == w[4]) peer = p.neighbor.mac;
-      }
-      // Not heard (yet): a node started without --mac has the MAC its address derives.
-      if (!peer && cm::valid_node_address(std::span(reinterpret_cast<const uint8_t*>(w[4].data()), w[4].size())))
-        peer = derived_mac(w[4]);
+      const auto peer = resolve_peer(node_, w[4]);
       if (!peer) return fail("peer '" + w[4] + "': neither a MAC nor a node address");
       const cm::PvcSpec spec{*rx, *tx, *peer};
       const auto buf = cm::encode_co_pvc(spec);
@@ -214,7 +206,7 @@ class Listener : public emulator::NodeClient, public Waiter {
       std::lock_guard lock(mu_);
       if (!done || pvc_done_[key(*vc)] != Status::kSuccess)
         return fail(fmt::format("PERMANENT_VC call: {}", done ? miniport::to_string(pvc_done_[key(*vc)]) : "no answer"));
-      return nlohmann::json{{"ok", true}, {"vc", fmt::format("{}.{}", vc->slot, vc->gen)}, {"rx_vci", *rx},
+      return nlohmann::json{{"ok", true}, {"vc", vc_text(*vc)}, {"rx_vci", *rx},
                             {"tx_vci", *tx}, {"peer", peer->to_string()}}
           .dump();
     }
@@ -248,7 +240,7 @@ class Listener : public emulator::NodeClient, public Waiter {
     const Call& c = it->second;
     if (o_.node.json) {
       fmt::print("{}\n", nlohmann::json{{"event", "call_summary"},
-                                        {"vc", fmt::format("{}.{}", vc.slot, vc.gen)},
+                                        {"vc", vc_text(vc)},
                                         {"peer", c.peer},
                                         {"packets", c.packets},
                                         {"bytes", c.bytes},
@@ -534,11 +526,7 @@ int run_call(const CallOptions& o) {
   std::string pvc_peer;
   if (!o.pvc.empty()) {
     const auto colon = o.pvc.find(':'), at = o.pvc.find('@');
-    auto num = [](const std::string& v) -> uint32_t {
-      if (v.empty() || v.size() > 10 || v.find_first_not_of("0123456789") != std::string::npos) return 0;
-      const unsigned long n = std::stoul(v);
-      return n <= 0xFFFFFFFFul ? static_cast<uint32_t>(n) : 0;
-    };
+    auto num = [](const std::string& v) { return parse_u32(v).value_or(0); };  // 0: not a VCI
     const uint32_t rx = colon == std::string::npos ? 0 : num(o.pvc.substr(0, colon));
     const uint32_t tx = colon == std::string::npos || at == std::string::npos || at < colon
                             ? 0
@@ -626,13 +614,8 @@ int run_call(const CallOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   Status s = Status::kPending;
   if (pvc) {
-    if (auto mac = miniport::MacAddress::parse(pvc_peer)) {
-      pvc->peer = *mac;
-    } else {
-      pvc->peer = derived_mac(pvc_peer);  // unless it runs with another MAC, as heard:
-      for (const auto& p : node.snapshot().peers)
-        if (p.neighbor.address == pvc_peer) pvc->peer = p.neighbor.mac;
-    }
+    // Heard already (the HELLO wait above), or a MAC.
+    pvc->peer = resolve_peer(node, pvc_peer).value_or(derived_mac(pvc_peer));
     const auto r = node.set_cm(*af, cm::co_oid::kAddPvc, cm::encode_co_pvc(*pvc));
     if (r.status != Status::kSuccess) {
       fmt::print(stderr, "coemu call: --pvc {}: OID_CO_ADD_PVC: {}\n", o.pvc, miniport::to_string(r.status));

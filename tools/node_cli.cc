@@ -228,6 +228,17 @@ miniport::MacAddress derived_mac(const std::string& address) {
   return miniport::MacAddress::local(h & 0xFFFFFFFFFFULL);
 }
 
+std::string vc_text(miniport::VcId vc) { return fmt::format("{}.{}", vc.slot, vc.gen); }
+
+std::optional<miniport::MacAddress> resolve_peer(emulator::Node& node, const std::string& peer) {
+  if (auto mac = miniport::MacAddress::parse(peer)) return mac;
+  for (const auto& p : node.snapshot().peers)
+    if (p.neighbor.address == peer) return p.neighbor.mac;
+  if (cm::valid_node_address(std::span(reinterpret_cast<const uint8_t*>(peer.data()), peer.size())))
+    return derived_mac(peer);
+  return std::nullopt;
+}
+
 std::optional<cm::SapSpec> parse_sap(const std::string& s) {
   auto number = [](std::string_view v) -> std::optional<cm::SapSpec> {
     if (v.empty() || v.size() > 5 || v.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
@@ -303,7 +314,7 @@ const char* kind_name(cm::ClientEvent::Kind k) {
 
 std::string describe(const cm::ClientEvent& e, bool json) {
   using K = cm::ClientEvent::Kind;
-  const std::string vc = fmt::format("{}.{}", e.vc.slot, e.vc.gen);
+  const std::string vc = vc_text(e.vc);
   if (json) {
     nlohmann::json j{{"event", kind_name(e.kind)}, {"status", miniport::to_string(e.status)}};
     if (e.vc.valid()) j["vc"] = vc;

@@ -69,11 +69,18 @@ struct CliNode {
 // The MAC a node started without --mac has: derived from its address, so a
 // peer's MAC is known before it runs (a PVC can name it).
 [[nodiscard]] miniport::MacAddress derived_mac(const std::string& address);
+// A PVC's peer as the command line names it: a MAC; else a node this node
+// has heard (its MAC as heard); else a node address (the MAC it derives).
+// nullopt when it is none of these.
+[[nodiscard]] std::optional<miniport::MacAddress> resolve_peer(emulator::Node& node, const std::string& peer);
 
 // "selector:42", "42", "service:echo", "wildcard" -> SapSpec (PROTOCOL.md 5);
 // nullopt when malformed.
 [[nodiscard]] std::optional<cm::SapSpec> parse_sap(const std::string& s);
 [[nodiscard]] std::string sap_to_string(const cm::SapSpec& sap);
+
+// A VC handle as every command prints it: "slot.gen".
+[[nodiscard]] std::string vc_text(miniport::VcId vc);
 
 // One line for an event: readable text, or a JSON object.
 [[nodiscard]] std::string describe(const cm::ClientEvent& e, bool json);

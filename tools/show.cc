@@ -50,8 +50,6 @@ const char* sap_state_name(cm::SapState s) {
   return "?";
 }
 
-std::string vc_text(miniport::VcId v) { return fmt::format("{}.{}", v.slot, v.gen); }
-
 Json flow_json(const cm::FlowSpec& f) {
   return Json{{"service", service_name(f.service_type)}, {"token_rate", f.token_rate}, {"bucket", f.bucket},
               {"peak", f.peak}, {"max_sdu", f.max_sdu}};

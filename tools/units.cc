@@ -80,6 +80,13 @@ std::optional<uint64_t> parse_size(const std::string& s) {
   return static_cast<uint64_t>(v);
 }
 
+std::optional<uint32_t> parse_u32(const std::string& s) {
+  if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  const unsigned long long n = std::stoull(s);
+  if (n > 0xFFFFFFFFull) return std::nullopt;
+  return static_cast<uint32_t>(n);
+}
+
 std::optional<double> parse_seconds(const std::string& s) {
   auto p = split_number(s);
   if (!p) return std::nullopt;

@@ -21,6 +21,8 @@ namespace tools {
 [[nodiscard]] std::optional<double> parse_si(const std::string& s);
 // "64k" / "64K" / "64KiB" -> 65536 (sizes are binary); "1500" -> 1500.
 [[nodiscard]] std::optional<uint64_t> parse_size(const std::string& s);
+// "4294967295" -> that number: decimal digits only, at most 2^32 - 1.
+[[nodiscard]] std::optional<uint32_t> parse_u32(const std::string& s);
 // "2s", "500ms", "100us", "1.5" (seconds) -> seconds.
 [[nodiscard]] std::optional<double> parse_seconds(const std::string& s);
 
