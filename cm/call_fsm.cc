@@ -100,8 +100,8 @@ void CallFsm::indicate(CallIndication i, Status s, uint8_t cause, CallActions& o
 
 void CallFsm::free(CallActions& out) {
   state_ = CallState::kNull;
-  timer_.reset();
-  enquiry_.reset();
+  timer_ = kNever;
+  enquiry_ = kNever;
   out.push_back(CallAction{CallAction::Kind::kFree});
 }
 
@@ -112,8 +112,8 @@ void CallFsm::deactivate(CallActions& out) {
 }
 
 void CallFsm::clear(uint8_t client_cause, std::optional<CauseIe> answer, CallActions& out) {
-  timer_.reset();
-  enquiry_.reset();
+  timer_ = kNever;
+  enquiry_ = kNever;
   if (answer) send(MsgType::kReleaseComplete, out, answer);
   deactivate(out);
   switch (state_) {
@@ -149,7 +149,7 @@ bool CallFsm::accept(Time now, CallActions& out) {
   // The VC has been active since the SETUP (R50), so the callee receives on
   // its label from the moment CONNECT leaves (4).
   send(MsgType::kConnect, out);
-  start(t_.t313, now);
+  start(t_->t313, now);
   state_ = CallState::kConnectRequest;
   return true;
 }
@@ -194,8 +194,8 @@ bool CallFsm::close(Time now, CallActions& out) {
   }
   send(MsgType::kRelease, out, kOurRelease);
   deactivate(out);
-  enquiry_.reset();
-  start(t_.t308, now);
+  enquiry_ = kNever;
+  start(t_->t308, now);
   state_ = CallState::kReleaseRequest;
   return true;
 }
@@ -207,7 +207,8 @@ void CallFsm::peer_lost(CallActions& out, uint8_t c) {
 
 void CallFsm::enquire(Time now, CallActions& out) {
   send(MsgType::kStatusEnquiry, out);
-  enquiry_ = now + t_.t322;
+  enquiry_ = now + t_->t322;
+  rearmed_ = true;
 }
 
 void CallFsm::on_message(const Message& m, Time now, CallActions& out) {
@@ -217,7 +218,7 @@ void CallFsm::on_message(const Message& m, Time now, CallActions& out) {
       send(MsgType::kStatus, out, kEnquiryAnswer, static_cast<uint8_t>(state_));
       return;
     case MsgType::kStatus:
-      enquiry_.reset();
+      enquiry_ = kNever;
       // The peer has no such call: it is gone there, so clear it here.
       if (m.call_state && *m.call_state == 0 && state_ != CallState::kNull)
         clear(cause::kTemporaryFailure, std::nullopt, out);
@@ -236,12 +237,12 @@ void CallFsm::on_message(const Message& m, Time now, CallActions& out) {
       return;
     case MsgType::kCallProceeding:
       if (state_ != CallState::kCallInitiated) break;
-      start(t_.t310, now);
+      start(t_->t310, now);
       state_ = CallState::kOutgoingProceeding;
       return;
     case MsgType::kConnect: {
       if (state_ != CallState::kCallInitiated && state_ != CallState::kOutgoingProceeding) break;
-      timer_.reset();
+      timer_ = kNever;
       // Active before anyone is told the call is up: the first data frame
       // is never lost (4).
       CallAction a{CallAction::Kind::kActivateVc};
@@ -255,7 +256,7 @@ void CallFsm::on_message(const Message& m, Time now, CallActions& out) {
     }
     case MsgType::kConnectAck:
       if (state_ != CallState::kConnectRequest) break;
-      timer_.reset();
+      timer_ = kNever;
       state_ = CallState::kActive;
       indicate(CallIndication::kCallConnected, Status::kSuccess, 0, out);
       return;
@@ -277,13 +278,13 @@ void CallFsm::on_message(const Message& m, Time now, CallActions& out) {
 }
 
 void CallFsm::on_timer(Time now, CallActions& out) {
-  if (enquiry_ && *enquiry_ <= now) {
-    enquiry_.reset();
+  if (enquiry_ <= now) {
+    enquiry_ = kNever;
     clear(cause::kRecoveryOnTimerExpiry, kTimerClear, out);  // T322
     return;
   }
-  if (!timer_ || *timer_ > now) return;
-  timer_.reset();
+  if (timer_ > now) return;
+  timer_ = kNever;
   switch (state_) {
     case CallState::kCallInitiated:       // T303
     case CallState::kOutgoingProceeding:  // T310
@@ -304,8 +305,8 @@ void CallFsm::on_timer(Time now, CallActions& out) {
 }
 
 std::optional<Time> CallFsm::next_deadline() const {
-  if (timer_ && enquiry_) return std::min(*timer_, *enquiry_);
-  return timer_ ? timer_ : enquiry_;
+  const Time t = std::min(timer_, enquiry_);
+  return t == kNever ? std::nullopt : std::optional(t);
 }
 
 }  // namespace cm

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "cm/sig_codec.h"
@@ -129,32 +130,47 @@ class CallFsm {
   [[nodiscard]] CallState state() const noexcept { return state_; }
   // When the state's timer (T303, T310, T313, T308, or T399/T398 for a
   // party) and T322 run out, if they run (for `coemu show calls`).
-  [[nodiscard]] std::optional<Time> state_timer() const noexcept { return timer_; }
-  [[nodiscard]] std::optional<Time> enquiry_timer() const noexcept { return enquiry_; }
+  [[nodiscard]] std::optional<Time> state_timer() const noexcept { return armed(timer_); }
+  [[nodiscard]] std::optional<Time> enquiry_timer() const noexcept { return armed(enquiry_); }
+  // Whether a timer was started since the last call (the call manager's
+  // timer queue then takes its deadlines); clears the flag.
+  [[nodiscard]] bool take_rearmed() noexcept { return std::exchange(rearmed_, false); }
+  // Whether one of its timers runs out at exactly `t` (a queued deadline
+  // that no longer matches is stale).
+  [[nodiscard]] bool due_at(Time t) const noexcept { return t != kNever && (timer_ == t || enquiry_ == t); }
   [[nodiscard]] uint32_t call_ref() const noexcept { return ref_; }
   [[nodiscard]] bool outgoing() const noexcept { return outgoing_; }
 
  private:
-  CallFsm(uint32_t ref, bool outgoing, const CallTimers& t) : ref_(ref), outgoing_(outgoing), t_(t) {}
+  // `t` is kept by address: it must outlive the machine (the call
+  // manager's configuration does).
+  CallFsm(uint32_t ref, bool outgoing, const CallTimers& t) : ref_(ref), outgoing_(outgoing), t_(&t) {}
+  static constexpr Time kNever = Time::max();
+  static std::optional<Time> armed(Time t) { return t == kNever ? std::nullopt : std::optional(t); }
   void send(MsgType m, CallActions& out, std::optional<CauseIe> cause = std::nullopt,
             std::optional<uint8_t> state = std::nullopt);
   void indicate(CallIndication i, Status s, uint8_t cause, CallActions& out);
   void free(CallActions& out);
   void deactivate(CallActions& out);
-  void start(Duration d, Time now) { timer_ = now + d; }
+  void start(Duration d, Time now) {
+    timer_ = now + d;
+    rearmed_ = true;
+  }
   // The call ends with `client_cause`: the client learns it as a failed
   // make-call, an incoming close, or (after its own close) a completion;
   // `answer` is the RELEASE_COMPLETE to send first, if any.
   void clear(uint8_t client_cause, std::optional<CauseIe> answer, CallActions& out);
 
+  // Laid out small: a node holds a million of these.
   uint32_t ref_;
+  uint32_t peer_vci_ = 0;  // callee: the caller's label from SETUP
   bool outgoing_;
-  CallTimers t_;
   CallState state_ = CallState::kNull;
   bool vc_active_ = false;
-  uint32_t peer_vci_ = 0;  // callee: the caller's label from SETUP
-  std::optional<Time> timer_;    // the state's timer (T303/T310/T313/T308)
-  std::optional<Time> enquiry_;  // T322
+  bool rearmed_ = false;
+  const CallTimers* t_;
+  Time timer_ = kNever;    // the state's timer (T303/T310/T313/T308)
+  Time enquiry_ = kNever;  // T322
 };
 
 }  // namespace cm

@@ -219,19 +219,19 @@ Status CallManager::deregister_sap(SapId sap, CmOutput& out) {
 Result<VcId> CallManager::create_vc(AfOpenId af) {
   if (!afs_.usable(af)) return miniport::fail(Status::kFailure);
   VcId vc = COEMU_TRY(vcs_.create(afs_.client(af)));
-  vcs_info_[vc.slot] = VcInfo{af, afs_.client(af), std::nullopt};
-  vcs_info_[vc.slot].gen = vc.gen;
+  vcs_info_.put(vc.slot, VcInfo{af, afs_.client(af), std::nullopt}).gen = vc.gen;
   afs_.add(af, Held::kVc);
   return vc;
 }
 
 Status CallManager::delete_vc(VcId vc) {
-  auto it = vcs_info_.find(vc.slot);
-  if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0) return Status::kFailure;
-  if (it->second.call || it->second.pvc || it->second.root) return Status::kNotAccepted;  // R30: a call is on it
+  VcInfo* it = vcs_info_.find(vc.slot);
+  if (!it || vcs_.rx_vci(vc) == 0) return Status::kFailure;
+  if (it->call || it->pvc || it->root) return Status::kNotAccepted;  // R30: a call is on it
   if (auto r = vcs_.remove(vc); !r) return r.error();
-  afs_.remove(it->second.af, Held::kVc);
-  vcs_info_.erase(it);
+  afs_.remove(it->af, Held::kVc);
+  vcs_info_.erase(vc.slot);
+  vc_names_.erase(vc.slot);
   return Status::kSuccess;
 }
 
@@ -270,12 +270,12 @@ miniport::OidResult CallManager::set_oid(AfOpenId af, uint32_t oid, std::span<co
   if (auto user = it->second.user) {
     // The operator took the PVC away under a call: no data from now on, and
     // the client hears it as a close it must answer (R67: and delete its VC).
-    auto vi = vcs_info_.find(user->slot);
+    VcInfo* vi = vcs_info_.find(user->slot);
     (void)vcs_.deactivate(*user);
-    if (vi != vcs_info_.end()) {
-      vi->second.pvc_gone = true;
+    if (vi) {
+      vi->pvc_gone = true;
       ClientEvent e{ClientEvent::Kind::kIncomingClose};
-      e.client = vi->second.client;
+      e.client = vi->client;
       e.vc = *user;
       e.cause = cause::kDestinationOutOfOrder;
       e.status = status_for_cause(e.cause);
@@ -287,9 +287,9 @@ miniport::OidResult CallManager::set_oid(AfOpenId af, uint32_t oid, std::span<co
 }
 
 Status CallManager::make_pvc_call(VcId vc, uint32_t pvc_rx_vci, CmOutput& out) {
-  auto it = vcs_info_.find(vc.slot);
-  if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0 || !afs_.usable(it->second.af)) return Status::kFailure;
-  if (it->second.call || it->second.pvc || it->second.root) return Status::kCallActive;
+  VcInfo* it = vcs_info_.find(vc.slot);
+  if (!it || vcs_.rx_vci(vc) == 0 || !afs_.usable(it->af)) return Status::kFailure;
+  if (it->call || it->pvc || it->root) return Status::kCallActive;
   auto p = pvcs_.find(pvc_rx_vci);
   if (p == pvcs_.end()) return Status::kInvalidData;
   if (p->second.user) return Status::kNotAccepted;
@@ -297,10 +297,10 @@ Status CallManager::make_pvc_call(VcId vc, uint32_t pvc_rx_vci, CmOutput& out) {
   if (auto r = vcs_.activate(vc, miniport::VcParams{.peer = s.peer, .tx_vci = s.tx_vci, .pvc_rx_vci = s.rx_vci}); !r)
     return r.error();
   p->second.user = vc;
-  it->second.pvc = pvc_rx_vci;
-  afs_.add(it->second.af, Held::kCall);
+  it->pvc = pvc_rx_vci;
+  afs_.add(it->af, Held::kCall);
   ClientEvent e{ClientEvent::Kind::kMakeCallComplete};  // the VC is active before the client hears
-  e.client = it->second.client;
+  e.client = it->client;
   e.vc = vc;
   out.events.push_back(e);
   return Status::kPending;
@@ -321,17 +321,11 @@ Status CallManager::close_pvc_call(VcId vc, VcInfo& info, CmOutput& out) {
 }
 
 Result<std::string> CallManager::assign_instance_name(VcId vc, std::string_view base) {
-  auto it = vcs_info_.find(vc.slot);
-  if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0) return miniport::fail(Status::kFailure);
-  if (!it->second.name.empty()) return it->second.name;  // R36: the original name again
+  VcInfo* it = vcs_info_.find(vc.slot);
+  if (!it || vcs_.rx_vci(vc) == 0) return miniport::fail(Status::kFailure);
+  if (auto n = vc_names_.find(vc.slot); n != vc_names_.end()) return n->second;  // R36: the original name again
   if (base.empty() || base.size() > 64) return miniport::fail(Status::kInvalidData);
-  it->second.name = std::string(base) + "-" + std::to_string(next_instance_++);
-  return it->second.name;
-}
-
-CallManager::Call* CallManager::find(const Key& k) {
-  auto it = calls_.find(k);
-  return it == calls_.end() ? nullptr : &it->second;
+  return vc_names_[vc.slot] = std::string(base) + "-" + std::to_string(next_instance_++);
 }
 
 Status CallManager::make_call(VcId vc, std::string_view called, const SapSpec& sap, Time now, CmOutput& out,
@@ -343,24 +337,24 @@ Result<uint32_t> CallManager::make_multipoint_call(VcId vc, std::string_view cal
                                                    CmOutput& out, const Traffic& traffic) {
   const Status s = start_call(vc, called, sap, true, now, out, one_way(traffic, true));
   if (s != Status::kPending) return miniport::fail(s);
-  auto it = vcs_info_.find(vc.slot);
+  VcInfo* it = vcs_info_.find(vc.slot);
   // The first party may have failed already (nothing can, without a wire,
   // but keep the handle honest): 0 then.
-  return it->second.parties.empty() ? 0u : it->second.parties.front();
+  return !it->root || it->root->parties.empty() ? 0u : it->root->parties.front();
 }
 
 Status CallManager::start_call(VcId vc, std::string_view called, const SapSpec& sap, bool multipoint, Time now,
                                CmOutput& out, const Traffic& traffic) {
-  auto it = vcs_info_.find(vc.slot);
-  if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0 || !afs_.usable(it->second.af)) return Status::kFailure;
-  if (it->second.call || it->second.pvc || it->second.root) return Status::kCallActive;
+  VcInfo* it = vcs_info_.find(vc.slot);
+  if (!it || vcs_.rx_vci(vc) == 0 || !afs_.usable(it->af)) return Status::kFailure;
+  if (it->call || it->pvc || it->root) return Status::kCallActive;
   const std::string addr(called);
   auto mac = resolve_called(addr, sap);
   if (!mac) return mac.error();
   if (!fits(traffic)) {
     // Admission: the link cannot carry it next to what calls hold (cause 49).
     ClientEvent e{ClientEvent::Kind::kMakeCallComplete};
-    e.client = it->second.client;
+    e.client = it->client;
     e.vc = vc;
     e.cause = cause::kQosUnavailable;
     e.status = status_for_cause(e.cause);
@@ -373,25 +367,24 @@ Status CallManager::start_call(VcId vc, std::string_view called, const SapSpec& 
   next_ref_ = next_ref_ % 0x7FFFFFFF + 1;
   const Key k{*mac, ref, true, 0};
   CallActions acts;
-  Call c{CallFsm::outgoing(ref, now, cfg_.timers, acts), *mac, addr, ref, true, vc, it->second.client,
-         it->second.af, false, sap, {}};
+  Call c{.fsm = CallFsm::outgoing(ref, now, cfg_.timers, acts), .peer = *mac, .ref = ref,
+         .peer_name = names_.acquire(addr), .vc = vc, .client = it->client, .af = it->af};
+  c.originated = true;
   if (multipoint) {
     c.p2mp = true;
     c.party = next_party_++;
-    it->second.root = true;
-    it->second.root_ref = ref;
-    it->second.next_endpoint = 1;
-    it->second.parties = {c.party};
-    it->second.root_traffic = traffic;
+    it->root = std::make_unique<Root>(Root{ref, 1, {c.party}, traffic});
     parties_[c.party] = k;
   } else {
-    it->second.call = k;
+    it->call = k;
   }
   c.traffic = traffic;
-  auto [pos, added] = calls_.emplace(k, std::move(c));
-  reserve(pos->second, traffic);
-  afs_.add(it->second.af, Held::kCall);
+  Call& placed = *calls_.at(calls_.emplace(k, std::move(c)));
+  reserve(placed, traffic);
+  afs_.add(it->af, Held::kCall);
+  setup_sap_ = &sap;  // the SETUP leaves in this run
   run(k, acts, now, out);
+  setup_sap_ = nullptr;
   return Status::kPending;
 }
 
@@ -405,9 +398,10 @@ Result<MacAddress> CallManager::resolve_called(const std::string& addr, const Sa
 
 Result<uint32_t> CallManager::add_party(VcId vc, std::string_view called, const SapSpec& sap, Time now,
                                         CmOutput& out, const std::optional<Traffic>& traffic) {
-  auto it = vcs_info_.find(vc.slot);
-  if (it == vcs_info_.end() || vcs_.rx_vci(vc) == 0 || !it->second.root) return miniport::fail(Status::kFailure);
-  VcInfo& v = it->second;
+  VcInfo* it = vcs_info_.find(vc.slot);
+  if (!it || vcs_.rx_vci(vc) == 0 || !it->root) return miniport::fail(Status::kFailure);
+  VcInfo& info = *it;
+  Root& v = *info.root;
   bool up = false;
   uint64_t used = 0;  // leaf indexes in use
   for (uint32_t p : v.parties) {
@@ -423,64 +417,67 @@ Result<uint32_t> CallManager::add_party(VcId vc, std::string_view called, const 
   // R57: every party gets the VC's FLOWSPECs, since data goes on the VC, at
   // one rate, to every leaf. A party asked for with others has them reset
   // to the VC's, and its completion says so (CALL_PARAMETERS_CHANGED).
-  const bool changed = traffic && !(one_way(*traffic, true) == v.root_traffic);
-  if (!fits(v.root_traffic)) {
+  const bool changed = traffic && !(one_way(*traffic, true) == v.traffic);
+  if (!fits(v.traffic)) {
     // Each leaf's copy is a stream of its own on our link (cause 49).
     ClientEvent ev{ClientEvent::Kind::kAddPartyComplete};
-    ev.client = v.client;
+    ev.client = info.client;
     ev.vc = vc;
     ev.party = next_party_++;
     ev.cause = cause::kQosUnavailable;
     ev.status = status_for_cause(ev.cause);
     ev.peer_address = addr;
     ev.multipoint = true;
-    ev.traffic = v.root_traffic;
+    ev.traffic = v.traffic;
     ev.params_changed = changed;
     out.events.push_back(ev);
     return ev.party;
   }
   uint16_t e = v.next_endpoint;
-  while (calls_.contains(Key{mac, v.root_ref, true, e})) ++e;  // endpoint numbers wrap after 65535 parties
+  while (calls_.find(Key{mac, v.ref, true, e})) ++e;  // endpoint numbers wrap after 65535 parties
   v.next_endpoint = static_cast<uint16_t>(e + 1);
-  const Key k{mac, v.root_ref, true, e};
+  const Key k{mac, v.ref, true, e};
   CallActions acts;
-  Call c{CallFsm::outgoing(v.root_ref, now, cfg_.timers, acts), mac, addr, v.root_ref, true, vc, v.client, v.af,
-         false, sap, {}};
+  Call c{.fsm = CallFsm::outgoing(v.ref, now, cfg_.timers, acts), .peer = mac, .endpoint = e, .ref = v.ref,
+         .peer_name = names_.acquire(addr), .vc = vc, .client = info.client, .af = info.af};
+  c.originated = true;
   c.p2mp = true;
   c.endpoint = e;
   c.via_add_party = true;
   c.party = next_party_++;
   c.leaf = static_cast<uint8_t>(std::countr_one(used));
-  c.traffic = v.root_traffic;
+  c.traffic = v.traffic;
   c.params_changed = changed;
   v.parties.push_back(c.party);
   parties_[c.party] = k;
   const uint32_t id = c.party;
-  auto [pos, added] = calls_.emplace(k, std::move(c));
-  reserve(pos->second, v.root_traffic);
-  afs_.add(v.af, Held::kCall);
+  reserve(*calls_.at(calls_.emplace(k, std::move(c))), v.traffic);
+  afs_.add(info.af, Held::kCall);
+  setup_sap_ = &sap;  // the ADD_PARTY leaves in this run
   run(k, acts, now, out);
+  setup_sap_ = nullptr;
   return id;
 }
 
 size_t CallManager::parties(VcId vc) const {
-  auto it = vcs_info_.find(vc.slot);
-  if (it == vcs_info_.end() || !it->second.root) return 0;
+  const VcInfo* it = vcs_info_.find(vc.slot);
+  if (!it || !it->root) return 0;
   size_t n = 0;
-  for (uint32_t p : it->second.parties) {
-    auto c = calls_.find(parties_.at(p));
-    if (c != calls_.end() && !c->second.client_drop) ++n;
+  for (uint32_t p : it->root->parties) {
+    const Call* c = find(parties_.at(p));
+    if (c && !c->client_drop) ++n;
   }
   return n;
 }
 
-size_t CallManager::other_live_parties(const VcInfo& v, uint32_t except) const {
+size_t CallManager::other_live_parties(const VcInfo& v, uint32_t except) {
+  if (!v.root) return 0;
   size_t n = 0;
-  for (uint32_t p : v.parties) {
+  for (uint32_t p : v.root->parties) {
     if (p == except) continue;
-    auto c = calls_.find(parties_.at(p));
-    if (c == calls_.end() || c->second.client_drop) continue;
-    if (c->second.fsm.state() == CallState::kReleaseIndication || c->second.fsm.state() == CallState::kNull) continue;
+    const Call* c = find(parties_.at(p));
+    if (!c || c->client_drop) continue;
+    if (c->fsm.state() == CallState::kReleaseIndication || c->fsm.state() == CallState::kNull) continue;
     ++n;
   }
   return n;
@@ -506,9 +503,7 @@ Status CallManager::drop_party(uint32_t party, Time now, CmOutput& out) {
 
 std::vector<CallManager::Key> CallManager::keys_of_call(const MacAddress& peer, uint32_t ref, bool originated) {
   std::vector<Key> keys;
-  const Key first{peer, ref, originated, 0};
-  for (auto it = calls_.lower_bound(first); it != calls_.end() && it->first.same_call(first); ++it)
-    keys.push_back(it->first);
+  calls_.for_each_party(Key{peer, ref, originated, 0}, [&](const Key& k, const Call&) { keys.push_back(k); });
   return keys;
 }
 
@@ -526,14 +521,14 @@ std::optional<MsgType> CallManager::party_wire_type(const Call& c, MsgType t) {
   }
 }
 
-ClientEvent::Kind CallManager::root_party_event(const Call& c, CallIndication i) const {
+ClientEvent::Kind CallManager::root_party_event(const Call& c, CallIndication i) {
   switch (i) {
     case CallIndication::kMakeCallComplete:
       return c.via_add_party ? ClientEvent::Kind::kAddPartyComplete : ClientEvent::Kind::kMakeCallComplete;
     case CallIndication::kIncomingClose: {
       // R60: a party that is not the last leaves as an incoming drop.
-      auto v = vcs_info_.find(c.vc.slot);
-      const bool others = v != vcs_info_.end() && other_live_parties(v->second, c.party) > 0;
+      VcInfo* v = vcs_info_.find(c.vc.slot);
+      const bool others = v && other_live_parties(*v, c.party) > 0;
       return others ? ClientEvent::Kind::kIncomingDropParty : ClientEvent::Kind::kIncomingClose;
     }
     case CallIndication::kCloseComplete:
@@ -545,10 +540,10 @@ ClientEvent::Kind CallManager::root_party_event(const Call& c, CallIndication i)
 }
 
 std::optional<CallManager::Key> CallManager::call_on(VcId vc) {
-  auto it = vcs_info_.find(vc.slot);
-  if (it == vcs_info_.end() || !it->second.call || vcs_.rx_vci(vc) == 0 || !find(*it->second.call))
+  VcInfo* it = vcs_info_.find(vc.slot);
+  if (!it || !it->call || vcs_.rx_vci(vc) == 0 || !find(*it->call))
     return std::nullopt;
-  return it->second.call;
+  return it->call;
 }
 
 Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmOutput& out,
@@ -596,7 +591,7 @@ void CallManager::qos_event(const Call& c, ClientEvent::Kind kind, Status status
   e.cause = cause_code;
   e.traffic = c.traffic;
   e.params_changed = c.params_changed;
-  e.peer_address = c.peer_address;
+  e.peer_address = peer_address(c);
   out.events.push_back(e);
 }
 
@@ -629,7 +624,7 @@ Status CallManager::modify_call_qos(VcId vc, const Traffic& wanted, Time now, Cm
   // Held while the peer decides, so no other call takes the room meanwhile.
   // (The larger of what each holds of the link, whatever its service type:
   // the old FLOWSPECs stay in force until the answer.)
-  c->modify_old = c->traffic;
+  c->modify_old = std::make_unique<Traffic>(c->traffic);
   reserve(*c, std::max(reserved_rate(c->traffic.transmit), reserved_rate(wanted.transmit)),
           std::max(reserved_rate(c->traffic.receive), reserved_rate(wanted.receive)));
   c->traffic = wanted;  // what we asked for, until the answer
@@ -697,12 +692,12 @@ void CallManager::on_modify(const MacAddress& src, Call& c, const Message& m, Ti
 }
 
 Status CallManager::close_call(VcId vc, Time now, CmOutput& out) {
-  if (auto it = vcs_info_.find(vc.slot); it != vcs_info_.end() && it->second.pvc && vcs_.rx_vci(vc) != 0)
-    return close_pvc_call(vc, it->second, out);
-  if (auto it = vcs_info_.find(vc.slot); it != vcs_info_.end() && it->second.root && vcs_.rx_vci(vc) != 0) {
+  if (VcInfo* it = vcs_info_.find(vc.slot); it && it->pvc && vcs_.rx_vci(vc) != 0)
+    return close_pvc_call(vc, *it, out);
+  if (VcInfo* it = vcs_info_.find(vc.slot); it && it->root && vcs_.rx_vci(vc) != 0) {
     // R59: a multipoint call closes with its last party.
     if (parties(vc) != 1) return Status::kFailure;
-    for (uint32_t p : it->second.parties) {
+    for (uint32_t p : it->root->parties) {
       const Key k = parties_.at(p);
       Call* c = find(k);
       if (!c || c->client_drop) continue;
@@ -730,7 +725,35 @@ Status CallManager::close_call(VcId vc, Time now, CmOutput& out) {
   return Status::kPending;
 }
 
+void CallManager::queue_deadlines(uint32_t slot, Call& c) {
+  if (!c.fsm.take_rearmed()) return;
+  for (auto t : {c.fsm.state_timer(), c.fsm.enquiry_timer()}) {
+    if (!t) continue;
+    deadlines_.emplace_back(*t, slot);
+    std::push_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+  }
+}
+
+void CallManager::drop_stale_deadlines() const {
+  auto& calls = const_cast<CallTable<Call>&>(calls_);  // lookups only
+  while (!deadlines_.empty()) {
+    const auto [at, slot] = deadlines_.front();
+    if (const Call* c = calls.at(slot); c && c->fsm.due_at(at)) return;
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+    deadlines_.pop_back();
+  }
+  deadlines_.shrink_to_fit();  // a quiet node gives the queue's memory back
+}
+
 void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) {
+  struct Requeue {  // the call's new deadlines, once the actions are done
+    CallManager& cm;
+    const Key& k;
+    ~Requeue() {
+      const uint32_t slot = cm.calls_.find_slot(k);
+      if (slot != CallTable<Call>::kNone) cm.queue_deadlines(slot, *cm.calls_.at(slot));
+    }
+  } requeue{*this, k};
   for (const CallAction& a : acts) {
     Call* c = find(k);
     if (!c) return;
@@ -753,9 +776,9 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
         m.call_state = a.state;
         const std::string& me = cfg_.node_address;
         if (a.msg == MsgType::kSetup) {
-          m.called_party = bytes(c->peer_address);
+          m.called_party = bytes(peer_address(*c));
           m.calling_party = bytes(me);
-          m.sap = SapValue{c->sap->type, c->sap->value};
+          if (setup_sap_) m.sap = SapValue{setup_sap_->type, setup_sap_->value};
           m.vci = vcs_.rx_vci(c->vc);
           m.bearer = c->p2mp ? 2 : 1;
         } else if (a.msg == MsgType::kConnect) {
@@ -808,7 +831,7 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
         e.sap = c->incoming_sap;
         e.status = a.status;
         e.cause = a.cause ? a.cause->cause : 0;
-        e.peer_address = c->peer_address;
+        e.peer_address = peer_address(*c);
         out.events.push_back(std::move(e));
         break;
       }
@@ -816,22 +839,23 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
         unreserve(*c);
         const Call gone = std::move(*c);
         calls_.erase(k);
+        names_.release(gone.peer_name);
         afs_.remove(gone.af, Held::kCall);
         if (gone.p2mp && gone.originated) {
           parties_.erase(gone.party);
-          if (auto it = vcs_info_.find(gone.vc.slot); it != vcs_info_.end()) {
-            std::erase(it->second.parties, gone.party);
+          if (VcInfo* it = vcs_info_.find(gone.vc.slot); it) {
+            if (it->root) std::erase(it->root->parties, gone.party);
             (void)vcs_.clear_leaf(gone.vc, gone.leaf);
-            if (it->second.parties.empty()) {
+            if (!it->root || it->root->parties.empty()) {
               // The last party took the call with it: the VC is the client's again.
-              it->second.root = false;
+              it->root.reset();
               if (vcs_.state(gone.vc) == miniport::VcState::kActive) (void)vcs_.deactivate(gone.vc);
             }
           }
           settle_closes(out);
           return;
         }
-        if (auto it = vcs_info_.find(gone.vc.slot); it != vcs_info_.end()) it->second.call.reset();
+        if (VcInfo* it = vcs_info_.find(gone.vc.slot); it) it->call.reset();
         // A VC the CM made for an incoming call goes with the call, once
         // its deactivation has drained (R66).
         if (gone.cm_vc) retire_.push_back(gone.vc);
@@ -1155,16 +1179,15 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
   else if (const Neighbor* n = neighbors_.by_mac(src)) peer_address = n->address;
   const Key k{src, m.call_ref, false, endpoint};
   CallActions acts;
-  Call c{CallFsm::incoming(m.call_ref, *m.vci, cfg_.timers, acts), src, peer_address, m.call_ref, false, *vc,
-         client, af_it->second, true, std::nullopt, *sap};
+  Call c{.fsm = CallFsm::incoming(m.call_ref, *m.vci, cfg_.timers, acts), .peer = src, .endpoint = endpoint,
+         .ref = m.call_ref, .peer_name = names_.acquire(peer_address), .vc = *vc, .client = client,
+         .af = af_it->second, .incoming_sap = *sap};
+  c.cm_vc = true;
   c.p2mp = p2mp;
-  c.endpoint = endpoint;
   c.via_add_party = add_party;
   c.traffic = offered;
-  auto [pos, added] = calls_.emplace(k, std::move(c));
-  reserve(pos->second, offered);
-  vcs_info_[vc->slot] = VcInfo{af_it->second, client, k};
-  vcs_info_[vc->slot].gen = vc->gen;
+  reserve(*calls_.at(calls_.emplace(k, std::move(c))), offered);
+  vcs_info_.put(vc->slot, VcInfo{af_it->second, client, k}).gen = vc->gen;
   afs_.add(af_it->second, Held::kCall);
   afs_.add(af_it->second, Held::kCmVc);
   ClientEvent created{ClientEvent::Kind::kCreateVc};  // R28: the client hears of the VC first
@@ -1176,12 +1199,12 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
 }
 
 bool CallManager::on_vc_status(const miniport::StatusIndication& ind, CmOutput& out) {
-  auto it = vcs_info_.find(ind.vc.slot);
-  if (it == vcs_info_.end() || vcs_.owner(ind.vc) == 0) return false;  // deleted meanwhile
+  VcInfo* it = vcs_info_.find(ind.vc.slot);
+  if (!it || vcs_.owner(ind.vc) == 0) return false;  // deleted meanwhile
   ++c_.vc_indications;
   ClientEvent e{ClientEvent::Kind::kVcStatus};
-  e.client = it->second.client;
-  e.af = it->second.af;
+  e.client = it->client;
+  e.af = it->af;
   e.vc = ind.vc;
   e.indication = static_cast<uint32_t>(ind.code);
   e.errors = ind.errors;
@@ -1199,7 +1222,7 @@ void CallManager::on_link(bool up, Time now, CmOutput& out) {
   });
   if (!up) {
     std::vector<Key> keys;
-    for (const auto& [k, c] : calls_) keys.push_back(k);
+    calls_.for_each([&](const Key& k, const Call&) { keys.push_back(k); });
     for (const Key& k : keys) {
       if (std::find(restart_on_link_up_.begin(), restart_on_link_up_.end(), k.peer) == restart_on_link_up_.end())
         restart_on_link_up_.push_back(k.peer);
@@ -1218,8 +1241,9 @@ void CallManager::on_link(bool up, Time now, CmOutput& out) {
 
 void CallManager::peer_gone(const MacAddress& peer, Time now, CmOutput& out) {
   std::vector<Key> keys;
-  for (const auto& [k, c] : calls_)
+  calls_.for_each([&](const Key& k, const Call&) {
     if (k.peer == peer) keys.push_back(k);
+  });
   for (const Key& k : keys) {
     Call* c = find(k);
     if (!c) continue;
@@ -1244,9 +1268,14 @@ void CallManager::on_timer(Time now, CmOutput& out) {
   Actions ta;
   transport_.on_timer(now, ta);
   flush(ta, now, out);
+  // Calls whose timers ran out (the queue's stale entries are skipped).
   std::vector<Key> due;
-  for (const auto& [k, c] : calls_)
-    if (auto d = c.fsm.next_deadline(); d && *d <= now) due.push_back(k);
+  while (!deadlines_.empty() && deadlines_.front().first <= now) {
+    const auto [at, slot] = deadlines_.front();
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+    deadlines_.pop_back();
+    if (const Call* c = calls_.at(slot); c && c->fsm.due_at(at)) due.push_back(CallTable<Call>::key_of(*c));
+  }
   for (const Key& k : due) {
     if (Call* c = find(k)) {
       CallActions acts;
@@ -1259,14 +1288,15 @@ void CallManager::on_timer(Time now, CmOutput& out) {
   std::erase_if(retire_, [&](VcId vc) {
     if (vcs_.state(vc) != miniport::VcState::kInactive) return false;
     (void)vcs_.remove(vc);
-    if (auto it = vcs_info_.find(vc.slot); it != vcs_info_.end()) {
+    if (VcInfo* it = vcs_info_.find(vc.slot); it) {
       ClientEvent gone{ClientEvent::Kind::kDeleteVc};  // R31/R66: the client's handle dies here
-      gone.client = it->second.client;
-      gone.af = it->second.af;
+      gone.client = it->client;
+      gone.af = it->af;
       gone.vc = vc;
       out.events.push_back(gone);
-      afs_.remove(it->second.af, Held::kCmVc);
-      vcs_info_.erase(it);
+      afs_.remove(it->af, Held::kCmVc);
+      vcs_info_.erase(vc.slot);
+      vc_names_.erase(vc.slot);
     }
     return true;
   });
@@ -1280,15 +1310,16 @@ std::optional<Time> CallManager::next_deadline() const {
   };
   take(neighbors_.next_deadline());
   take(transport_.next_deadline());
-  for (const auto& [k, c] : calls_) take(c.fsm.next_deadline());
+  drop_stale_deadlines();
+  if (!deadlines_.empty()) take(deadlines_.front().first);
   for (const Completion& c : completions_) take(c.at);
   return d;
 }
 
 std::vector<CallView> CallManager::call_views(Time now) const {
   std::vector<CallView> out;
-  for (const auto& [k, c] : calls_) {
-    CallView v{c.peer_address, c.peer, k.ref, k.originated, c.p2mp, c.endpoint, c.party, c.fsm.state(),
+  calls_.for_each([&](const Key& k, const Call& c) {
+    CallView v{peer_address(c), c.peer, k.ref, k.originated, c.p2mp, c.endpoint, c.party, c.fsm.state(),
                c.vc,           c.client, c.traffic, {}};
     if (auto t = c.fsm.state_timer()) {
       const char* name = "timer";
@@ -1303,14 +1334,18 @@ std::vector<CallView> CallManager::call_views(Time now) const {
     }
     if (auto t = c.fsm.enquiry_timer()) v.timers.push_back({"T322", *t - now});
     out.push_back(std::move(v));
-  }
+  });
   return out;
 }
 
 std::vector<VcView> CallManager::vc_views() const {
   std::vector<VcView> out;
-  for (const auto& [slot, v] : vcs_info_)
-    out.push_back(VcView{VcId{slot, v.gen}, v.client, v.call.has_value(), v.root, v.parties.size(), v.pvc, v.name});
+  vcs_info_.for_each([&](uint32_t slot, const VcInfo& v) {
+    auto name = vc_names_.find(slot);
+    out.push_back(VcView{VcId{slot, v.gen}, v.client, v.call.has_value(), v.root != nullptr,
+                         v.root ? v.root->parties.size() : 0, v.pvc,
+                         name == vc_names_.end() ? std::string() : name->second});
+  });
   return out;
 }
 

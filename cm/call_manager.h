@@ -24,6 +24,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,6 +32,7 @@
 
 #include "cm/address_family.h"
 #include "cm/call_fsm.h"
+#include "cm/call_table.h"
 #include "cm/neighbors.h"
 #include "cm/sap_registry.h"
 #include "cm/transport.h"
@@ -221,6 +223,9 @@ struct VcView {
 class CallManager {
  public:
   CallManager(const CmConfig& cfg, miniport::VcTable& vcs);
+  // Calls keep the address of cfg.timers: the manager stays where it is.
+  CallManager(const CallManager&) = delete;
+  CallManager& operator=(const CallManager&) = delete;
 
   // Sends the first HELLO (then one every hello interval from on_timer).
   void start(Time now, CmOutput& out);
@@ -363,68 +368,57 @@ class CallManager {
   [[nodiscard]] const Transport& transport() const noexcept { return transport_; }
 
  private:
+  // Laid out small: a node holds up to a million (see bench scale).
   struct Call {
     CallFsm fsm;
-    MacAddress peer;
-    std::string peer_address;
-    uint32_t ref = 0;           // without the direction bit
-    bool originated = false;    // we sent the SETUP
-    VcId vc;
+    MacAddress peer = {};
+    uint16_t endpoint = 0;       // ENDPOINT_REF (point-to-multipoint)
+    uint32_t ref = 0;            // without the direction bit
+    uint32_t peer_name = NameTable::kNone;  // the peer's node address (names_)
+    VcId vc = {};
     ClientId client = 0;
-    AfOpenId af;
-    bool cm_vc = false;         // a VC the CM created for an incoming call
-    std::optional<SapSpec> sap; // outgoing: the called SAP, for SETUP
-    SapId incoming_sap;         // incoming: the SAP the call was offered on
+    AfOpenId af = {};
+    SapId incoming_sap = {};          // incoming: the SAP the call was offered on
+    uint32_t party = 0;          // root: the client's party handle
+    uint32_t peer_vci = 0;       // the label the VC sends on (for re-activation, R33)
+    uint32_t reserved_tx = 0, reserved_rx = 0;  // admission: what this call holds of the link, bytes/s
+    bool originated = false;     // we sent the SETUP
+    bool cm_vc = false;          // a VC the CM created for an incoming call
     // Point-to-multipoint: this machine is one party.
     bool p2mp = false;
-    uint16_t endpoint = 0;       // ENDPOINT_REF
     bool via_add_party = false;  // offered with ADD_PARTY (else SETUP)
-    uint32_t party = 0;          // root: the client's party handle
     bool drop_mode = false;      // our close goes out as DROP_PARTY
     bool client_drop = false;    // root: the client dropped it (drop_party, not close_call)
     bool answer_drop = false;    // the peer's DROP_PARTY is answered with DROP_PARTY_ACK
     bool rejecting = false;      // leaf: the client refused an ADD_PARTY (ADD_PARTY_REJECT)
-    Traffic traffic = {};        // as this end sees it (transmit = what we send)
     bool params_changed = false; // the peer granted less than we asked
-    uint64_t reserved_tx = 0, reserved_rx = 0;  // admission: what this call holds of the link
-    uint32_t peer_vci = 0;       // the label the VC sends on (for re-activation, R33)
-    std::optional<Traffic> modify_old = {};  // our MODIFY_REQUEST awaits its answer: what was in force
     uint8_t leaf = 0;            // root: the party's index in the VC's leaf set
+    Traffic traffic = {};        // as this end sees it (transmit = what we send)
+    std::unique_ptr<Traffic> modify_old = {};  // our MODIFY_REQUEST awaits its answer: what was in force
   };
-  struct Key {
-    MacAddress peer;
-    uint32_t ref;
-    bool originated;
-    uint16_t party = 0;  // the party's ENDPOINT_REF (0 for point-to-point calls)
-    bool operator<(const Key& o) const {
-      if (peer.bytes != o.peer.bytes) return peer.bytes < o.peer.bytes;
-      if (ref != o.ref) return ref < o.ref;
-      if (originated != o.originated) return originated < o.originated;
-      return party < o.party;
-    }
-    [[nodiscard]] bool same_call(const Key& o) const {
-      return peer == o.peer && ref == o.ref && originated == o.originated;
-    }
+  using Key = CallKey;
+  // A point-to-multipoint root VC: its call reference, parties by handle.
+  struct Root {
+    uint32_t ref = 0;
+    uint16_t next_endpoint = 0;
+    std::vector<uint32_t> parties = {};
+    Traffic traffic = {};  // the FLOWSPECs every party gets (R57)
   };
   struct VcInfo {
     AfOpenId af;
     ClientId client = 0;
     std::optional<Key> call;
-    std::string name = {};  // R36, once assigned
     std::optional<uint32_t> pvc = {};  // the configured PVC (its rx label) a PERMANENT_VC call uses
     bool pvc_gone = false;        // that PVC was deleted: the client has been told, its close ends it
-    // A point-to-multipoint root: its call reference, parties by handle.
-    bool root = false;
-    uint32_t root_ref = 0;
-    uint16_t next_endpoint = 0;
-    std::vector<uint32_t> parties = {};
-    Traffic root_traffic = {};  // the FLOWSPECs every party gets (R57)
-    uint32_t gen = 0;           // the handle's generation (the map is by slot)
+    uint32_t gen = 0;             // the handle's generation (the table is by slot)
+    std::unique_ptr<Root> root = {};  // set while the VC is a point-to-multipoint root
   };
   struct Pvc {
     PvcSpec spec;
     std::optional<VcId> user;  // the VC whose call uses it
   };
+  // The peer's node address a call names.
+  [[nodiscard]] const std::string& peer_address(const Call& c) const { return names_.name(c.peer_name); }
   // Ends a PERMANENT_VC call on `vc` (the client closed it).
   Status close_pvc_call(VcId vc, VcInfo& info, CmOutput& out);
 
@@ -461,10 +455,10 @@ class CallManager {
   // (nullopt: not sent, e.g. CONNECT_ACK to an ADD_PARTY_ACK).
   static std::optional<MsgType> party_wire_type(const Call& c, MsgType fsm_type);
   // What the client of a root party is told for the machine's indication.
-  ClientEvent::Kind root_party_event(const Call& c, CallIndication i) const;
+  ClientEvent::Kind root_party_event(const Call& c, CallIndication i);
   // Live parties of the root call on `vc` other than `except` not already
   // leaving on the peer's word.
-  size_t other_live_parties(const VcInfo& v, uint32_t except) const;
+  size_t other_live_parties(const VcInfo& v, uint32_t except);
   std::vector<Key> keys_of_call(const MacAddress& peer, uint32_t ref, bool originated);
   void send_message(const MacAddress& peer, const Message& m, Time now, CmOutput& out);
   void flush(Actions& ta, Time now, CmOutput& out);
@@ -476,7 +470,8 @@ class CallManager {
   // Completes pended AF closes whose open holds nothing any more.
   void settle_closes(CmOutput& out);
   void run_completions(Time now, CmOutput& out);
-  Call* find(const Key& k);
+  Call* find(const Key& k) { return calls_.find(k); }
+  const Call* find(const Key& k) const { return calls_.find(k); }
   // The live call on a VC handle, if the handle is live and has one.
   std::optional<Key> call_on(VcId vc);
 
@@ -486,8 +481,18 @@ class CallManager {
   NeighborTable neighbors_;
   AddressFamilies afs_;
   SapRegistry saps_;
-  std::map<Key, Call> calls_;
-  std::map<uint32_t, VcInfo> vcs_info_;  // by VC slot
+  CallTable<Call> calls_;
+  SlotVector<VcInfo> vcs_info_;          // by VC slot
+  std::map<uint32_t, std::string> vc_names_;  // R36 instance names, by VC slot
+  NameTable names_;                      // the peers' node addresses the calls name
+  // Calls' timer deadlines (time, call slot), earliest first. Entries go
+  // stale when a timer stops or restarts; they are dropped when they come
+  // up (CallFsm::due_at), so arming is O(log n) and nothing is searched.
+  using Deadline = std::pair<Time, uint32_t>;
+  mutable std::vector<Deadline> deadlines_;
+  void queue_deadlines(uint32_t slot, Call& c);
+  void drop_stale_deadlines() const;
+  const SapSpec* setup_sap_ = nullptr;   // the SAP of the SETUP start_call/add_party is sending
   std::map<uint32_t, AfOpenId> sap_af_;  // by SAP slot
   std::map<uint32_t, Pvc> pvcs_;         // configured PVCs by rx label (R68)
   std::map<uint32_t, Key> parties_;      // root parties by handle

@@ -16,28 +16,30 @@ struct Leaves {
   Entry e[kMaxLeaves];
 };
 
+// Two cache lines: a node holds up to a million (see bench scale), so the
+// fields are packed by size; the I/O side's hot words share the first line.
 struct alignas(kCacheLine) VcTable::Slot {
   ~Slot() { delete leaves.load(std::memory_order_relaxed); }
   // Read by I/O threads and senders.
   std::atomic<uint32_t> rx_vci{0};  // label readers match; 0 = none
   std::atomic<uint32_t> gen{0};     // handle generation, bumped at delete
-  std::atomic<uint8_t> state{static_cast<uint8_t>(VcState::kInactive)};
   std::atomic<uint64_t> owner{0};
-  // Parameters under a sequence lock: two words, no pointer to reclaim.
+  // Parameters under a sequence lock: three words, no pointer to reclaim.
   std::atomic<uint32_t> pseq{0};
+  std::atomic<uint8_t> state{static_cast<uint8_t>(VcState::kInactive)};
+  std::atomic<bool> status_armed{true};  // the next receive loss may be indicated (R84)
+  uint16_t label_gen = 1;                // control-only
   std::atomic<uint64_t> pword0{0};  // peer MAC (48 bits) | transmit << 48 | receive << 49 | multipoint << 50
   std::atomic<uint64_t> pword1{0};  // tx_vci << 32 | max_sdu
   std::atomic<uint64_t> pword2{0};  // shape_rate << 32 | shape_bucket
-  // In-flight work that a deactivation waits for.
-  std::atomic<int64_t> tx_inflight{0};
-  std::atomic<int64_t> rx_outstanding{0};
+  // In-flight work that a deactivation waits for (at most the pool's size).
+  std::atomic<int32_t> tx_inflight{0};
+  std::atomic<int32_t> rx_outstanding{0};
   // Counters (relaxed: statistics only).
   std::atomic<uint64_t> rx_frames{0}, rx_bytes{0}, tx_frames{0}, tx_bytes{0}, rx_dropped{0}, tx_refused{0};
   std::atomic<Leaves*> leaves{nullptr};
   std::atomic<uint32_t> leaf_count{0};
-  std::atomic<bool> status_armed{true};  // the next receive loss may be indicated (R84)
   // Control-only.
-  uint16_t label_gen = 1;
   uint32_t pvc_vci = 0;
   bool live = false;
 };
@@ -90,7 +92,9 @@ constexpr uint32_t svc_label(uint16_t gen, uint32_t slot) { return (uint32_t{gen
 VcTable::VcTable(uint32_t max_vcs)
     : max_(max_vcs == 0 || max_vcs > kMaxVcs ? kMaxVcs : max_vcs),
       chunks_(std::make_unique<std::atomic<Slot*>[]>(kChunks)),
-      pvc_chunks_(std::make_unique<std::atomic<std::atomic<uint32_t>*>[]>(kChunks)) {}
+      pvc_chunks_(std::make_unique<std::atomic<std::atomic<uint32_t>*>[]>(kChunks)) {
+  static_assert(sizeof(Slot) <= 2 * kCacheLine, "a slot stays within two cache lines");
+}
 
 VcTable::~VcTable() {
   for (uint32_t c = 0; c < kChunks; ++c) {
@@ -432,7 +436,7 @@ void VcTable::rearm_status(VcId id) noexcept {
 }
 
 void VcTable::rx_returned(VcId id, uint32_t n) noexcept {
-  if (Slot* s = slot_ptr(id.slot)) s->rx_outstanding.fetch_sub(n, std::memory_order_release);
+  if (Slot* s = slot_ptr(id.slot)) s->rx_outstanding.fetch_sub(static_cast<int32_t>(n), std::memory_order_release);
 }
 
 VcTable::TxGrant VcTable::begin_tx(VcId id) noexcept {

@@ -41,16 +41,6 @@ double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
 
 // ---- coemu: two nodes on TAPs ----
 
-// Accepts every call; answers every close with its own.
-class Acceptor : public emulator::NodeClient {
- public:
-  Node* node = nullptr;
-  void on_event(const cm::ClientEvent& e) override {
-    if (e.kind == Ev::kIncomingCall) (void)node->incoming_call_complete(e.vc, Status::kSuccess);
-    if (e.kind == Ev::kIncomingClose) (void)node->close_call(e.vc);
-  }
-};
-
 // Keeps `inflight` call cycles (create VC, make call, close it) going until
 // the deadline, all from its callbacks on alpha's control thread.
 class Cycler : public emulator::NodeClient {
@@ -143,7 +133,7 @@ class Cycler : public emulator::NodeClient {
 };
 
 struct CoemuRig {
-  Acceptor acceptor;  // before the nodes: destroyed after them
+  AcceptAll acceptor;  // before the nodes: destroyed after them
   Cycler cycler;
   BenchPath path;
   std::unique_ptr<Node> alpha, beta;

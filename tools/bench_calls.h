@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "emulator/node.h"
+
 namespace tools {
 
 struct BenchCallsOptions {
@@ -18,6 +20,17 @@ struct BenchCallsOptions {
   bool sig_write_now = true;             // a lone SIG frame is written by the control thread
   bool io_thread_signals = true;         // NodeConfig::io_thread_signals
   bool json = false;
+};
+
+// The far end of the call benchmarks: accepts every call and answers every
+// close with its own.
+class AcceptAll : public emulator::NodeClient {
+ public:
+  emulator::Node* node = nullptr;
+  void on_event(const cm::ClientEvent& e) override {
+    if (e.kind == cm::ClientEvent::Kind::kIncomingCall) (void)node->incoming_call_complete(e.vc, miniport::Status::kSuccess);
+    if (e.kind == cm::ClientEvent::Kind::kIncomingClose) (void)node->close_call(e.vc);
+  }
 };
 
 // Prints progress on stderr and rows on stdout (see print_bench_row).

@@ -14,6 +14,7 @@
 #include "emulator/unique_fd.h"
 #include "tools/bench_calls.h"
 #include "tools/bench_datapath.h"
+#include "tools/bench_scale.h"
 #include "tools/decode.h"
 #include "tools/demo.h"
 #include "tools/lab_demo.h"
@@ -148,6 +149,26 @@ int main(int argc, char** argv) {
                             "receives signaling while the control thread sleeps runs it itself)");
   bench_calls_cmd->add_flag("-j,--json", bench_calls.json, "One JSON object per case, as bench datapath");
 
+  tools::BenchScaleOptions bench_scale;
+  auto* bench_scale_cmd = bench_cmd->add_subcommand(
+      "scale", "Concurrent calls between two nodes on the memory wire: the setup rate of a batch made\n"
+               "next to 1,000 live calls against the same batch at the top, the memory each call costs a\n"
+               "node, and the teardown rate. No root needed.\n"
+               "Example: coemu bench scale --calls 1000000 --json");
+  bench_scale_cmd->add_option("--calls", bench_scale.calls, "Live calls at the top")
+      ->capture_default_str()
+      ->check(CLI::Range(3000u, 1'040'000u));
+  bench_scale_cmd->add_option("--batch", bench_scale.batch, "Calls in each timed batch")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 100'000u));
+  bench_scale_cmd->add_option("--window", bench_scale.window, "Calls being set up at a time")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 65'536u));
+  bench_scale_cmd->add_option("--timeout", bench_scale.timeout_s, "Give up after this many seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
+  bench_scale_cmd->add_flag("-j,--json", bench_scale.json, "One JSON object per case, as bench datapath");
+
   auto* lab_cmd = app.add_subcommand("lab", "Build, inspect and remove namespace labs\n"
                                             "Example: coemu lab up l1 --nodes a,b --link a-b && coemu lab down l1");
   lab_cmd->require_subcommand(1);
@@ -207,6 +228,7 @@ int main(int argc, char** argv) {
   if (*demo_cmd) return tools::run_demo(demo);
   if (*bench_dp) return tools::run_bench_datapath(bench);
   if (*bench_calls_cmd) return tools::run_bench_calls(bench_calls);
+  if (*bench_scale_cmd) return tools::run_bench_scale(bench_scale);
   if (*listen_cmd) return tools::run_listen(listen);
   if (*call_cmd) return tools::run_call(call);
   if (*decode_cmd) return tools::run_decode(decode);

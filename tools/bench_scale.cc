@@ -1,0 +1,279 @@
+#include "tools/bench_scale.h"
+
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "emulator/node.h"
+#include "tools/bench_calls.h"
+#include "tools/bench_datapath.h"
+
+namespace tools {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using emulator::Node;
+using miniport::Status;
+using miniport::VcId;
+using Ev = cm::ClientEvent::Kind;
+
+const cm::SapSpec kSap{1, {0, 43}};
+
+// Resident memory of this process, bytes.
+uint64_t resident_bytes() {
+  std::ifstream f("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  f >> size >> resident;
+  return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// Holds calls from alpha to beta: grows them to a target with `window` being
+// set up at a time, or closes them all, from its callbacks on alpha's
+// control context; the main thread sets targets and waits.
+class Holder : public emulator::NodeClient {
+ public:
+  Node* node = nullptr;
+  cm::AfOpenId af;
+  uint32_t window = 256;
+
+  void grow_to(uint64_t n) {
+    target_ = n;
+    top_up();
+  }
+  // Closes the oldest calls until `live` are left.
+  void close_down_to(uint64_t live) {
+    close_target_ = up_.load() - live;
+    closing_ = true;
+    top_up();
+  }
+  // Waits until every call placed is up (growing) or closed, up to `until`.
+  bool wait_settled(Clock::time_point until) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_until(lock, until, [&] {
+      return failed_.load() > 0 ||
+             (closing_ ? closed_.load() >= close_target_.load() : up_.load() >= target_.load());
+    });
+  }
+  uint64_t up() const { return up_.load(); }
+  uint64_t closed() const { return closed_.load(); }
+  uint64_t failed() const { return failed_.load(); }
+  // Deletes the VCs of closed calls (retried: each goes once its deactivation drained).
+  size_t drain() {
+    std::vector<VcId> vcs;
+    {
+      std::lock_guard lock(mu_);
+      vcs.swap(to_delete_);
+    }
+    std::erase_if(vcs, [&](VcId vc) { return node->delete_vc(vc) == Status::kSuccess; });
+    std::lock_guard lock(mu_);
+    to_delete_.insert(to_delete_.end(), vcs.begin(), vcs.end());
+    return to_delete_.size();
+  }
+
+  void on_event(const cm::ClientEvent& e) override {
+    switch (e.kind) {
+      case Ev::kMakeCallComplete:
+        in_flight_.fetch_sub(1);
+        if (e.status == Status::kSuccess) {
+          std::lock_guard lock(mu_);
+          vcs_.push_back(e.vc);
+          up_.fetch_add(1);
+        } else {
+          failed_.fetch_add(1);
+        }
+        break;
+      case Ev::kCloseCallComplete: {
+        in_flight_.fetch_sub(1);
+        std::lock_guard lock(mu_);
+        closed_.fetch_add(1);
+        to_delete_.push_back(e.vc);
+        break;
+      }
+      case Ev::kIncomingClose:  // the callee never closes first here: a failure
+        failed_.fetch_add(1);
+        break;
+      default:
+        return;
+    }
+    top_up();
+    // Deleting here runs inline on the control context (from another
+    // thread each delete would be a round trip to it).
+    if (closing_) drain();
+    cv_.notify_all();
+  }
+
+ private:
+  // Starts as many set-ups (or closes) as the window and the target allow.
+  // Any thread; a slot in the window is claimed before the node is called.
+  void top_up() {
+    for (;;) {
+      if (in_flight_.fetch_add(1) >= window) {
+        in_flight_.fetch_sub(1);
+        return;
+      }
+      if (closing_) {
+        const uint64_t i = next_close_.fetch_add(1);
+        VcId vc;
+        if (i < close_target_.load()) {
+          std::lock_guard lock(mu_);
+          if (i < vcs_.size()) vc = vcs_[i];
+        } else {
+          next_close_.fetch_sub(1);
+        }
+        if (!vc.valid() || node->close_call(vc) != Status::kPending) {
+          if (vc.valid()) failed_.fetch_add(1);
+          in_flight_.fetch_sub(1);
+          cv_.notify_all();
+          return;
+        }
+        continue;
+      }
+      if (placed_.fetch_add(1) >= target_.load()) {
+        placed_.fetch_sub(1);
+        in_flight_.fetch_sub(1);
+        return;
+      }
+      auto vc = node->create_vc(af);
+      if (!vc || node->make_call(*vc, "beta", kSap) != Status::kPending) {
+        failed_.fetch_add(1);
+        in_flight_.fetch_sub(1);
+        cv_.notify_all();
+        return;
+      }
+    }
+  }
+
+  std::atomic<uint64_t> target_{0}, placed_{0}, up_{0}, closed_{0}, failed_{0}, next_close_{0}, close_target_{0};
+  std::atomic<uint32_t> in_flight_{0};
+  std::atomic<bool> closing_{false};
+  std::mutex mu_;  // never held while calling into the node
+  std::condition_variable cv_;
+  std::vector<VcId> vcs_;  // the calls that are up, in order
+  std::vector<VcId> to_delete_;
+};
+
+struct Rig {
+  AcceptAll acceptor;  // before the nodes: destroyed after them
+  Holder holder;
+  BenchPath path;
+  std::unique_ptr<Node> alpha, beta;
+};
+
+miniport::Result<std::unique_ptr<Rig>> make_rig(const BenchScaleOptions& o) {
+  auto rig = std::make_unique<Rig>();
+  rig->path = COEMU_TRY(make_bench_path("memory", 1500));
+  rig->alpha = COEMU_TRY(Node::start(*rig->path.a, {.address = "alpha", .mac = miniport::MacAddress::local(0xa)}));
+  rig->beta = COEMU_TRY(Node::start(*rig->path.b, {.address = "beta", .mac = miniport::MacAddress::local(0xb)}));
+  rig->acceptor.node = rig->beta.get();
+  rig->holder.node = rig->alpha.get();
+  rig->holder.window = o.window;
+  auto af_b = COEMU_TRY(rig->beta->open_af(rig->beta->attach(&rig->acceptor)));
+  COEMU_TRY(rig->beta->register_sap(af_b, kSap));
+  rig->holder.af = COEMU_TRY(rig->alpha->open_af(rig->alpha->attach(&rig->holder)));
+  const auto until = Clock::now() + std::chrono::seconds(10);
+  while (!rig->alpha->knows("beta")) {
+    if (Clock::now() > until) {
+      emulator::set_last_error("no HELLO from beta within 10 s");
+      return miniport::fail(Status::kFailure);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return rig;
+}
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+}  // namespace
+
+int run_bench_scale(const BenchScaleOptions& o) {
+  constexpr uint32_t kSmall = 1000;
+  if (o.calls < kSmall + 2 * o.batch) {
+    fmt::print(stderr, "coemu bench scale: --calls {} must be at least 1000 + 2 x --batch ({})\n", o.calls,
+               kSmall + 2 * o.batch);
+    return 2;
+  }
+  auto made = make_rig(o);
+  if (!made) {
+    fmt::print(stderr, "coemu bench scale: cannot start the nodes: {}\n", emulator::last_error());
+    return 1;
+  }
+  Rig& rig = **made;
+  Holder& h = rig.holder;
+  const auto give_up = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.timeout_s));
+  // Grows to n calls, printing progress once a second; the seconds it took, or -1.
+  auto grow = [&](uint64_t n) -> double {
+    const auto t0 = Clock::now();
+    const uint64_t from = h.up();
+    h.grow_to(n);
+    while (!h.wait_settled(std::min(give_up, Clock::now() + std::chrono::seconds(1)))) {
+      if (Clock::now() >= give_up) return -1;
+      fmt::print(stderr, "\rbench: scale: {} calls up ({:.0f} calls/s)   ", h.up(),
+                 static_cast<double>(h.up() - from) / seconds_since(t0));
+    }
+    return h.failed() ? -1 : seconds_since(t0);
+  };
+  auto fail = [&](const char* what) {
+    fmt::print(stderr, "\ncoemu bench scale: {}: {} up, {} closed, {} failed\n", what, h.up(), h.closed(), h.failed());
+    return 1;
+  };
+  fmt::print(stderr, "bench: scale: {} calls alpha -> beta on the memory wire, {} in setup at a time\n", o.calls,
+             o.window);
+  if (grow(kSmall) < 0) return fail("setting up the first 1000 calls");
+  const uint64_t rss_small = resident_bytes();
+  const double t_small = grow(kSmall + o.batch);
+  if (t_small < 0) return fail("the batch next to 1000 calls");
+  if (grow(o.calls - o.batch) < 0) return fail("growing");
+  const double t_large = grow(o.calls);
+  if (t_large < 0) return fail("the batch at the top");
+  const uint64_t rss_large = resident_bytes();
+  const size_t calls_a = rig.alpha->calls(), calls_b = rig.beta->calls();
+  fmt::print(stderr, "\rbench: scale: {} calls up (alpha holds {}, beta {}); closing them ...\n", h.up(), calls_a,
+             calls_b);
+  // Teardown, the same way round: a batch timed at the top, the rest, and
+  // a batch timed next to 1000 calls.
+  auto close = [&](uint64_t live) -> double {
+    const auto t0 = Clock::now();
+    h.close_down_to(live);
+    while (!h.wait_settled(std::min(give_up, Clock::now() + std::chrono::seconds(1)))) {
+      if (Clock::now() >= give_up) return -1;
+      fmt::print(stderr, "\rbench: scale: {} calls closed   ", h.closed());
+    }
+    const double took = seconds_since(t0);
+    h.drain();  // (untimed: the caller's deletes are the client's business)
+    return h.failed() ? -1 : took;
+  };
+  const double c_large = close(o.calls - o.batch);
+  if (c_large < 0 || close(kSmall + o.batch) < 0) return fail("closing");
+  const double c_small = close(kSmall);
+  if (c_small < 0 || close(0) < 0) return fail("closing");
+  // Everything goes: the caller's VCs by its hand, the callee's by its CM.
+  while ((h.drain() > 0 || rig.alpha->calls() > 0 || rig.beta->calls() > 0 || rig.alpha->vcs_in_use() > 0 ||
+          rig.beta->vcs_in_use() > 0) &&
+         Clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const uint32_t left = rig.alpha->vcs_in_use() + rig.beta->vcs_in_use();
+  fmt::print(stderr, "\rbench: scale: all closed, {} VCs left\n", left);
+  if (calls_a != o.calls || calls_b != o.calls || left != 0) return fail("calls or VCs unaccounted for");
+
+  const double per_call = static_cast<double>(rss_large - rss_small) / (2.0 * (o.calls - kSmall));
+  if (!o.json)
+    fmt::print("{:<34} {:>14} {:>14} {:>8}  {:<10}\n", "case", "coemu", "baseline", "ratio", "unit");
+  const std::string top = fmt::format("{}", o.calls);
+  // Each rate at the top against the same batch next to 1000 live calls.
+  print_bench_row({"scale", "setup_rate_at_" + top, "calls/s", o.batch / t_large, o.batch / t_small}, o.json);
+  print_bench_row({"scale", "teardown_rate_at_" + top, "calls/s", o.batch / c_large, o.batch / c_small}, o.json);
+  // The process's resident growth per call per node (both nodes live in
+  // this process); the baseline is the 512-byte budget.
+  print_bench_row({"scale", "memory_per_call_per_node", "bytes", per_call, 512}, o.json);
+  return 0;
+}
+
+}  // namespace tools
