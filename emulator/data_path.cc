@@ -49,6 +49,7 @@ DataPath::Worker::Worker(DataPath& dp, uint32_t q)
 
 Result<void> DataPath::Worker::init() {
   tx_ring_ = std::make_unique<miniport::MpscRing<TxItem>>(opts_.tx_ring);
+  ring_reserve_ = std::clamp<size_t>(tx_ring_->capacity() / 8, 1, 64);
   done_ring_ = std::make_unique<miniport::MpscRing<TxCompletion>>(opts_.tx_ring);
   scratch_.resize(pool_->buffer_size());
   wake_fd_ = COEMU_TRY(UniqueFd::eventfd());
@@ -111,6 +112,10 @@ Result<std::unique_ptr<DataPath>> DataPath::start(Link& link, miniport::Miniport
     return miniport::fail(pool.error());
   }
   dp->pool_ = std::move(*pool);
+  // What data leaves free for signaling: a node's own SETUPs, RELEASEs and
+  // acks must not be dropped because a client filled the pool or the send
+  // ring (they would then wait for a retransmission).
+  dp->pool_reserve_ = std::clamp<uint32_t>(o.pool_buffers / 16, 1, 64);
   const uint32_t queues = std::max<uint32_t>(1, std::min(link.queues(), kMaxQueues));
   for (uint32_t q = 0; q < queues; ++q) {
     dp->workers_.push_back(std::make_unique<Worker>(*dp, q));
@@ -159,7 +164,14 @@ void DataPath::Worker::drain_on_stop() noexcept {
   }
 }
 
-BufRef DataPath::alloc() noexcept { return pool_->try_get(); }
+BufRef DataPath::alloc() noexcept {
+  // Clients leave the last few buffers to signaling (send_frame).
+  if (pool_->available() <= pool_reserve_) {
+    mp_.count_tx_pool_empty();
+    return {};
+  }
+  return pool_->try_get();
+}
 
 uint32_t DataPath::max_payload() const noexcept {
   return std::min<uint32_t>(mp_.max_payload(), pool_->buffer_size() - kFramePayloadOffset);
@@ -259,7 +271,7 @@ bool DataPath::send_multipoint(Worker& w, VcId vc, TxPacket& p, std::span<const 
   shaping.shape_bucket = shape_bucket;
   size_t made = 0;
   for (size_t k = 1; k < leaves.size(); ++k) {
-    BufRef b = pool_->try_get();
+    BufRef b = pool_->available() > pool_reserve_ ? pool_->try_get() : BufRef{};
     if (!b) {
       mp_.count_tx_pool_empty();
       for (size_t j = 0; j < made; ++j) BufRef back = pool_->adopt(group[j].buf);
@@ -299,20 +311,31 @@ Result<void> DataPath::send_frame(std::span<const uint8_t> frame, bool write_now
   it.len = static_cast<uint32_t>(frame.size());
   it.raw = true;
   it.buf = b.release();
-  if (workers_[0]->send_items(std::span(&it, 1), write_now) != 1) {
+  if (workers_[0]->send_items(std::span(&it, 1), write_now, /*sig=*/true) != 1) {
     BufRef back = pool_->adopt(it.buf);
     return miniport::fail(Status::kResources);
   }
   return {};
 }
 
-size_t DataPath::Worker::send_items(std::span<TxItem> items, bool write_now) noexcept {
+size_t DataPath::Worker::ring_room(bool sig) const noexcept {
+  // pushed_ is raised just after a push, so popped_ may be ahead for a moment.
+  const uint64_t pushed = pushed_.load(std::memory_order_acquire), popped = popped_.load(std::memory_order_acquire);
+  const uint64_t used = pushed > popped ? pushed - popped : 0;
+  const uint64_t limit = tx_ring_->capacity() - (sig ? 0 : ring_reserve_);
+  return used >= limit ? 0 : static_cast<size_t>(limit - used);
+}
+
+size_t DataPath::Worker::send_items(std::span<TxItem> items, bool write_now, bool sig) noexcept {
   // From this worker's own thread (a handler sending from an upcall) the
   // ring is the way: it writes them on its next round anyway, and an inline
   // send could wait on a completion ring only this thread drains.
   const bool own = t_worker == this;
   const size_t inlined = (opts_.inline_tx || write_now) && !own ? send_inline(items) : 0;
-  const size_t queued = inlined < items.size() ? tx_ring_->push_burst(items.subspan(inlined)) : 0;
+  // Data leaves the ring's last slots to signaling (see pool_reserve_).
+  const auto rest = items.subspan(inlined);
+  const auto room = rest.first(std::min(rest.size(), ring_room(sig)));
+  const size_t queued = room.empty() ? 0 : tx_ring_->push_burst(room);
   if (queued) {
     // Dekker with the I/O thread's sleep: publish, then look whether it sleeps.
     pushed_.fetch_add(queued, std::memory_order_seq_cst);
@@ -322,7 +345,7 @@ size_t DataPath::Worker::send_items(std::span<TxItem> items, bool write_now) noe
 }
 
 bool DataPath::Worker::send_group(std::span<TxItem> items) noexcept {
-  if (tx_ring_->push_all(items) != items.size()) return false;
+  if (ring_room(false) < items.size() || tx_ring_->push_all(items) != items.size()) return false;
   pushed_.fetch_add(items.size(), std::memory_order_seq_cst);
   if (sleeping_.load(std::memory_order_seq_cst)) wake();
   return true;

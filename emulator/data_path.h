@@ -157,7 +157,8 @@ class DataPath {
   ~DataPath();
   void stop();
 
-  // A buffer for a send, or an empty BufRef when the pool is exhausted.
+  // A buffer for a send, or an empty BufRef when the pool is exhausted (the
+  // last 1/16 of the pool, up to 64 buffers, is kept for signaling).
   [[nodiscard]] BufRef alloc() noexcept;
   [[nodiscard]] uint32_t max_payload() const noexcept;
   // Any thread. Takes packets from the front and returns how many; each taken
@@ -170,8 +171,10 @@ class DataPath {
   // copied into a pool buffer and queued on the first worker's ring; it gets
   // no completion. With write_now the caller writes it to the link itself
   // when nothing is queued ahead of it (saving the I/O thread a wake-up),
-  // whatever inline_tx says. Errors: kResources when the pool or ring is
-  // full; kInvalidLength for a frame that does not fit the link.
+  // whatever inline_tx says. Signaling goes before data runs out: clients
+  // cannot take the pool's or the send ring's last slots (1/16 and 1/8, up
+  // to 64 each). Errors: kResources when even those are full;
+  // kInvalidLength for a frame that does not fit the link.
   [[nodiscard]] Result<void> send_frame(std::span<const uint8_t> frame, bool write_now = false) noexcept;
 
   // For links without a carrier source (the memory wire): report link state.
@@ -207,7 +210,10 @@ class DataPath {
     void start() { thread_ = std::jthread([this] { run(); }); }
     void join();
     void drain_on_stop() noexcept;
-    size_t send_items(std::span<TxItem> items, bool write_now = false) noexcept;  // returns how many were taken
+    // Returns how many were taken; sig: signaling, which may use the ring's
+    // reserved slots.
+    size_t send_items(std::span<TxItem> items, bool write_now = false, bool sig = false) noexcept;
+    [[nodiscard]] size_t ring_room(bool sig) const noexcept;  // free ring slots for data or signaling
     bool send_group(std::span<TxItem> items) noexcept;  // all of them through the ring, or none
     void add(DataPathCounters& c) const noexcept;
     [[nodiscard]] bool uring_rx() const noexcept { return rx_ring_ != nullptr; }
@@ -260,6 +266,7 @@ class DataPath {
     const DataPathOptions& opts_;
     miniport::PacketPool* pool_;
     std::unique_ptr<miniport::MpscRing<TxItem>> tx_ring_;
+    size_t ring_reserve_ = 1;  // slots only signaling may take
     UniqueFd epoll_;
     UniqueFd wake_fd_;
     uint32_t reader_ = 0;
@@ -306,6 +313,7 @@ class DataPath {
   DataPathHandler& h_;
   DataPathOptions opts_;
   std::unique_ptr<miniport::PacketPool> pool_;
+  uint32_t pool_reserve_ = 1;  // buffers only signaling may take (alloc() leaves them)
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> stop_{false};
   bool stopped_ = false;

@@ -140,6 +140,38 @@ TEST(DataPath, FullSendRingIsBackPressureAndNothingIsLost) {
   }
 }
 
+// A client that takes every buffer it can and fills the send ring still
+// leaves the node room for its own signaling: SETUPs and RELEASEs are not
+// dropped to wait for a retransmission behind a data flood.
+TEST(DataPath, SignalingFindsRoomWhenDataFilledThePoolAndTheRing) {
+  Rig r({.pool_buffers = 256, .tx_ring = 16, .batch = 8, .inline_tx = false}, {.mtu = 1500, .capacity = 8});
+  r.db->stop();  // B reads nothing: A's wire and ring fill up
+  std::vector<TxPacket> pkts;
+  for (;;) {
+    TxPacket p{r.da->alloc(), pkts.size()};
+    if (!p.buf) break;
+    p.buf.set_size(64);
+    pkts.push_back(std::move(p));
+  }
+  EXPECT_LT(pkts.size(), 256u) << "the client got the whole pool";
+  EXPECT_GT(r.da->pool().available(), 0u);
+  size_t taken = 0;
+  ASSERT_TRUE(wait_for([&] {
+    taken += r.da->send(r.va, std::span(pkts).subspan(taken));
+    return r.ma.counters().tx_ring_full.load() > 0;
+  }, std::chrono::seconds(10)));
+  std::vector<uint8_t> f(60, 0);
+  std::copy(kMacB.bytes.begin(), kMacB.bytes.end(), f.begin());
+  std::copy(kMacA.bytes.begin(), kMacA.bytes.end(), f.begin() + 6);
+  miniport::store_be16(&f[12], miniport::kEtherTypeSig);
+  EXPECT_TRUE(r.da->send_frame(f)) << "no room left for signaling";
+  EXPECT_EQ(r.da->send(r.va, std::span(pkts).subspan(taken)), 0u) << "data took the reserved slots";
+  r.da->stop();
+  EXPECT_EQ(r.ha.completed_.load(), taken);
+  pkts.clear();
+  EXPECT_EQ(r.da->pool().available(), r.da->pool().buffers()) << "stopped: nothing holds a buffer";
+}
+
 TEST(DataPath, SignalingGoesUpUnparsedAndForeignTrafficIsCounted) {
   Rig r;
   std::vector<uint8_t> sig(60, 0), other(60, 0);
