@@ -37,8 +37,6 @@ struct Run {
   uint64_t failed = 0;
 };
 
-double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
-
 // ---- coemu: two nodes on TAPs ----
 
 // Keeps `inflight` call cycles (create VC, make call, close it) going until
@@ -187,7 +185,7 @@ Run coemu_run(CoemuRig& rig, uint32_t inflight, double seconds) {
 constexpr uint16_t kPort = 4242;
 
 struct TcpRig {
-  std::optional<emulator::Netns> client_ns, server_ns;
+  VethPair veth;  // a: the client, b: the server
   std::atomic<bool> stop{false};
   std::jthread server;
   ~TcpRig() {
@@ -207,22 +205,14 @@ miniport::Result<void> write_sysctl(const char* path, const char* value) {
 
 miniport::Result<std::unique_ptr<TcpRig>> make_tcp_rig() {
   auto rig = std::make_unique<TcpRig>();
-  rig->client_ns.emplace(COEMU_TRY(emulator::Netns::create_anonymous()));
-  rig->server_ns.emplace(COEMU_TRY(emulator::Netns::create_anonymous()));
-  auto nl = COEMU_TRY(emulator::RouteNetlink::open_in(*rig->client_ns));
-  COEMU_TRY(nl.add_veth("coev0", "coev1", &*rig->server_ns));
-  COEMU_TRY(nl.set_up("coev0", true));
-  COEMU_TRY(nl.add_address("coev0", "10.99.0.1/24"));
-  auto nl_s = COEMU_TRY(emulator::RouteNetlink::open_in(*rig->server_ns));
-  COEMU_TRY(nl_s.set_up("coev1", true));
-  COEMU_TRY(nl_s.add_address("coev1", "10.99.0.2/24"));
+  rig->veth = COEMU_TRY(make_veth_pair());
   // Tens of thousands of short connections: the whole port range, and
   // TIME_WAIT ports reused should any stay on the client.
-  COEMU_TRY(emulator::run_in(*rig->client_ns, []() -> miniport::Result<void> {
+  COEMU_TRY(emulator::run_in(*rig->veth.a, []() -> miniport::Result<void> {
     COEMU_TRY(write_sysctl("/proc/sys/net/ipv4/ip_local_port_range", "1024 65535"));
     return write_sysctl("/proc/sys/net/ipv4/tcp_tw_reuse", "1");
   }));
-  auto listener = emulator::run_in(*rig->server_ns, []() -> miniport::Result<int> {
+  auto listener = emulator::run_in(*rig->veth.b, []() -> miniport::Result<int> {
     const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0) return miniport::fail(emulator::record_errno("socket", errno));
     const int one = 1;
@@ -230,7 +220,7 @@ miniport::Result<std::unique_ptr<TcpRig>> make_tcp_rig() {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(kPort);
-    a.sin_addr.s_addr = htonl(0x0A630002);
+    a.sin_addr.s_addr = htonl(kVethAddrB);
     if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s, 4096) != 0) {
       ::close(s);
       return miniport::fail(emulator::record_errno("bind/listen", errno));
@@ -263,14 +253,14 @@ Run tcp_run(TcpRig& rig, uint32_t inflight, double seconds) {
     std::vector<std::jthread> clients;
     for (uint32_t i = 0; i < inflight; ++i) {
       clients.emplace_back([&] {
-        if (!emulator::enter(*rig.client_ns)) {
+        if (!emulator::enter(*rig.veth.a)) {
           failed.fetch_add(1);
           return;
         }
         sockaddr_in a{};
         a.sin_family = AF_INET;
         a.sin_port = htons(kPort);
-        a.sin_addr.s_addr = htonl(0x0A630002);
+        a.sin_addr.s_addr = htonl(kVethAddrB);
         std::vector<double> mine;
         while (Clock::now() < deadline) {
           const auto t0 = Clock::now();
@@ -300,7 +290,7 @@ Run tcp_run(TcpRig& rig, uint32_t inflight, double seconds) {
 
 }  // namespace
 
-int run_bench_calls(const BenchCallsOptions& o) {
+int run_bench_calls(const BenchCallsOptions& o, BenchReport& report) {
   auto coemu = make_coemu_rig(o);
   if (!coemu) {
     fmt::print(stderr, "coemu bench calls: cannot build the TAP path: {} (needs root)\n", emulator::last_error());
@@ -311,11 +301,9 @@ int run_bench_calls(const BenchCallsOptions& o) {
     fmt::print(stderr, "coemu bench calls: cannot build the TCP baseline: {}\n", emulator::last_error());
     return 1;
   }
-  if (!o.json)
-    fmt::print("{:<34} {:>14} {:>14} {:>8}  {:<10}\n", "case", "coemu", "tcp baseline", "ratio", "unit");
   int rc = 0;
   for (uint32_t n : o.inflight) {
-    fmt::print(stderr, "bench: calls, {} in flight ...\n", n);
+    report.progress(fmt::format("calls: {} in flight, {} x {} s each for coemu and TCP ...", n, o.repeat, o.seconds));
     std::vector<double> rate_c, rate_t, p50_c, p50_t, p99_c, p99_t;
     uint64_t failed = 0;
     for (uint32_t i = 0; i < o.repeat; ++i) {
@@ -333,15 +321,16 @@ int run_bench_calls(const BenchCallsOptions& o) {
       fmt::print(stderr, "coemu bench calls: {} calls failed\n", failed);
       rc = 1;
     }
-    print_bench_row({"calls", fmt::format("rate_{}_in_flight", n), "calls/s", median(rate_c), median(rate_t), 0, 0,
-                     rate_c, rate_t},
-                    o.json);
-    print_bench_row({"calls", fmt::format("setup_p50_{}_in_flight", n), "us", median(p50_c), median(p50_t), 0, 0,
-                     p50_c, p50_t},
-                    o.json);
-    print_bench_row({"calls", fmt::format("setup_p99_{}_in_flight", n), "us", median(p99_c), median(p99_t), 0, 0,
-                     p99_c, p99_t},
-                    o.json);
+    const std::string tcp = "TCP over veth";
+    report.add({.suite = "calls", .name = fmt::format("rate_{}_in_flight", n), .unit = "calls/s",
+                .value = median(rate_c), .baseline = median(rate_t), .values = rate_c, .baselines = rate_t,
+                .baseline_kind = tcp});
+    report.add({.suite = "calls", .name = fmt::format("setup_p50_{}_in_flight", n), .unit = "us",
+                .value = median(p50_c), .baseline = median(p50_t), .values = p50_c, .baselines = p50_t,
+                .baseline_kind = tcp});
+    report.add({.suite = "calls", .name = fmt::format("setup_p99_{}_in_flight", n), .unit = "us",
+                .value = median(p99_c), .baseline = median(p99_t), .values = p99_c, .baselines = p99_t,
+                .baseline_kind = tcp});
   }
   return rc;
 }

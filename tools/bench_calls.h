@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "emulator/node.h"
+#include "tools/bench_report.h"
 
 namespace tools {
 
@@ -19,7 +20,6 @@ struct BenchCallsOptions {
   uint32_t poll_us = 50;                 // DataPathOptions::poll_window
   bool sig_write_now = true;             // a lone SIG frame is written by the control thread
   bool io_thread_signals = true;         // NodeConfig::io_thread_signals
-  bool json = false;
 };
 
 // The far end of the call benchmarks: accepts every call and answers every
@@ -33,8 +33,8 @@ class AcceptAll : public emulator::NodeClient {
   }
 };
 
-// Prints progress on stderr and rows on stdout (see print_bench_row).
-// Returns the exit code (1 when a path cannot be built, e.g. without root).
-int run_bench_calls(const BenchCallsOptions& o);
+// Runs the cases into the report. Returns the exit code (1 when a path
+// cannot be built, e.g. without root).
+int run_bench_calls(const BenchCallsOptions& o, BenchReport& report);
 
 }  // namespace tools

@@ -1,16 +1,19 @@
 #include "tools/bench_datapath.h"
 
+#include <arpa/inet.h>
 #include <fmt/core.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <optional>
 #include <atomic>
 #include <cmath>
-#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "emulator/clock.h"
@@ -53,46 +56,18 @@ miniport::Result<BenchPath> make_bench_path(const std::string& kind, uint32_t mt
   return p;
 }
 
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
-}
-
-void print_bench_row(const BenchRow& r, bool json) {
-  const double ratio = r.baseline > 0 ? r.value / r.baseline : 0;
-  if (json) {
-    nlohmann::ordered_json j;
-    j["suite"] = r.suite;
-    j["case"] = r.name;
-    j["unit"] = r.unit;
-    j["value"] = r.value;
-    j["baseline"] = r.baseline;
-    j["ratio"] = ratio;
-    j["loss"] = r.loss;
-    j["baseline_loss"] = r.baseline_loss;
-    if (!r.values.empty()) {
-      j["repeat"] = r.values.size();
-      j["value_min"] = *std::min_element(r.values.begin(), r.values.end());
-      j["value_max"] = *std::max_element(r.values.begin(), r.values.end());
-    }
-    if (!r.baselines.empty()) {
-      j["baseline_min"] = *std::min_element(r.baselines.begin(), r.baselines.end());
-      j["baseline_max"] = *std::max_element(r.baselines.begin(), r.baselines.end());
-    }
-    fmt::print("{}\n", j.dump());
-  } else {
-    fmt::print("{:<34} {:>14.1f} {:>14.1f} {:>7.2f}x  {:<10}", r.suite + "/" + r.name, r.value, r.baseline, ratio,
-               r.unit);
-    if (r.unit == "frames/s") fmt::print(" loss {:.1f}% / {:.1f}%", 100 * r.loss, 100 * r.baseline_loss);
-    auto span = [](const std::vector<double>& v) {
-      return fmt::format("{:.1f}..{:.1f}", *std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end()));
-    };
-    if (r.values.size() > 1) fmt::print("  min..max {}", span(r.values));
-    if (r.baselines.size() > 1) fmt::print(" / {}", span(r.baselines));
-    fmt::print("\n");
-  }
-  std::fflush(stdout);
+miniport::Result<VethPair> make_veth_pair() {
+  VethPair v;
+  v.a.emplace(COEMU_TRY(emulator::Netns::create_anonymous()));
+  v.b.emplace(COEMU_TRY(emulator::Netns::create_anonymous()));
+  auto nl = COEMU_TRY(emulator::RouteNetlink::open_in(*v.a));
+  COEMU_TRY(nl.add_veth("coev0", "coev1", &*v.b));
+  COEMU_TRY(nl.set_up("coev0", true));
+  COEMU_TRY(nl.add_address("coev0", "10.99.0.1/24"));
+  auto nl_b = COEMU_TRY(emulator::RouteNetlink::open_in(*v.b));
+  COEMU_TRY(nl_b.set_up("coev1", true));
+  COEMU_TRY(nl_b.add_address("coev1", "10.99.0.2/24"));
+  return v;
 }
 
 namespace {
@@ -320,7 +295,7 @@ double shaped_rate(Path& p, uint32_t rate, double seconds, const BenchDatapathOp
   return static_cast<double>(got) * frame / dt;
 }
 
-Rate median(std::vector<Rate> v) {
+Rate median(std::vector<Rate> v) {  // by rate
   std::sort(v.begin(), v.end(), [](const Rate& a, const Rate& b) { return a.per_s < b.per_s; });
   return v[v.size() / 2];
 }
@@ -403,7 +378,7 @@ std::vector<double> engine_rtt(Path& p, uint32_t rounds, const BenchDatapathOpti
 
 }  // namespace
 
-int run_bench_datapath(const BenchDatapathOptions& o) {
+int run_bench_datapath(const BenchDatapathOptions& o, BenchReport& report) {
   std::vector<std::string> kinds;
   if (o.links == "memory" || o.links == "both") kinds.push_back("memory");
   if (o.links == "tap" || o.links == "both") kinds.push_back("tap");
@@ -411,10 +386,9 @@ int run_bench_datapath(const BenchDatapathOptions& o) {
     fmt::print(stderr, "coemu bench: --links must be memory, tap or both, got '{}'\n", o.links);
     return 2;
   }
-  if (!o.json)
-    fmt::print("{:<34} {:>14} {:>14} {:>8}  {:<10}\n", "case", "coemu", "raw baseline", "ratio", "unit");
   int rc = 0;
   for (const auto& kind : kinds) {
+    const std::string raw_kind = kind == "tap" ? "raw TAP write" : "raw memory";
     for (uint32_t size : o.sizes) {
       const uint32_t mtu = size + 22 > 1500 ? 65521 : 1500;
       auto path = make_bench_path(kind, mtu);
@@ -428,7 +402,8 @@ int run_bench_datapath(const BenchDatapathOptions& o) {
         fmt::print(stderr, "coemu bench: payload {} does not fit MTU {}\n", size, mtu);
         return 2;
       }
-      fmt::print(stderr, "bench: {} {} B ...\n", kind, size);
+      report.progress(fmt::format("datapath: {} {} B, {} x {} s each for coemu and the baseline ...", kind, size,
+                                  o.repeat, o.seconds));
       // Raw and engine alternate, so slow phases of a shared machine hit
       // both; the medians are reported.
       std::vector<Rate> raws, engs;
@@ -440,28 +415,146 @@ int run_bench_datapath(const BenchDatapathOptions& o) {
       std::vector<double> ev, rv;
       for (const auto& x : engs) ev.push_back(x.per_s);
       for (const auto& x : raws) rv.push_back(x.per_s);
-      print_bench_row({kind, fmt::format("throughput_{}B", size), "frames/s", eng.per_s, raw.per_s, eng.loss, raw.loss,
-                       ev, rv},
-                      o.json);
+      report.add({.suite = "datapath", .name = fmt::format("{}_throughput_{}B", kind, size), .unit = "frames/s",
+                  .value = eng.per_s, .baseline = raw.per_s, .loss = eng.loss, .baseline_loss = raw.loss,
+                  .values = ev, .baselines = rv, .baseline_kind = raw_kind, .payload = size, .link = kind});
     }
     auto path = make_bench_path(kind, 1500);
     if (!path) continue;
-    fmt::print(stderr, "bench: {} ping-pong ...\n", kind);
-    auto raw = raw_rtt(*path, o.rounds, o.busy_poll);
-    auto eng = engine_rtt(*path, o.rounds, o);
-    const double rp50 = percentile(raw, 0.5), rp99 = percentile(raw, 0.99);
-    const double ep50 = percentile(eng, 0.5), ep99 = percentile(eng, 0.99);
-    print_bench_row({kind, "rtt_p50", "us", ep50, rp50}, o.json);
-    print_bench_row({kind, "rtt_p99", "us", ep99, rp99}, o.json);
     // The baseline of a shaped VC is its token rate: the ratio says how
     // closely the shaper keeps to it.
-    fmt::print(stderr, "bench: {} shaped VC at {} bytes/s ...\n", kind, o.shape_rate);
+    report.progress(fmt::format("datapath: {} shaped VC at {} bytes/s ...", kind, o.shape_rate));
     std::vector<double> rates;
     for (uint32_t i = 0; i < o.repeat; ++i) rates.push_back(shaped_rate(*path, o.shape_rate, o.seconds, o));
-    std::sort(rates.begin(), rates.end());
-    print_bench_row({kind, "shaped_rate", "bytes/s", rates[rates.size() / 2], static_cast<double>(o.shape_rate), 0, 0,
-                     rates},
-                    o.json);
+    report.add({.suite = "datapath", .name = kind + "_shaped_rate", .unit = "bytes/s", .value = median(rates),
+                .baseline = static_cast<double>(o.shape_rate), .values = rates, .baseline_kind = "token rate"});
+  }
+  return rc;
+}
+
+namespace {
+
+// UDP ping-pong over a veth between two namespaces: a 64-byte datagram and
+// its echo, both ends blocking in recv. Empty when the path cannot be built.
+std::vector<double> udp_rtt(uint32_t rounds) {
+  auto veth = make_veth_pair();
+  if (!veth) return {};
+  auto server = emulator::run_in(*veth->b, []() -> miniport::Result<int> {
+    const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(4243);
+    a.sin_addr.s_addr = htonl(kVethAddrB);
+    if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      if (s >= 0) ::close(s);
+      return miniport::fail(emulator::record_errno("udp bind", errno));
+    }
+    return s;
+  });
+  if (!server) return {};
+  const int sfd = *server;
+  std::atomic<bool> stop{false};
+  std::jthread echo([&] {
+    char buf[2048];
+    while (!stop.load()) {
+      pollfd p{sfd, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      sockaddr_in from{};
+      socklen_t len = sizeof from;
+      const ssize_t n = ::recvfrom(sfd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+      if (n > 0) (void)::sendto(sfd, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), len);
+    }
+  });
+  std::vector<double> us;
+  std::jthread client([&] {
+    if (!emulator::enter(*veth->a)) return;
+    const int c = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(4243);
+    a.sin_addr.s_addr = htonl(kVethAddrB);
+    if (c < 0 || ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      if (c >= 0) ::close(c);
+      return;
+    }
+    const timeval tv{1, 0};  // a lost datagram costs a second, not the run
+    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[64] = {};
+    for (uint32_t r = 0; r < rounds; ++r) {
+      const auto t0 = Clock::now();
+      if (::send(c, buf, sizeof buf, 0) != sizeof buf) continue;
+      if (::recv(c, buf, sizeof buf, 0) == sizeof buf)
+        us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    }
+    ::close(c);
+  });
+  client.join();
+  stop = true;
+  echo.join();
+  ::close(sfd);
+  return us;
+}
+
+}  // namespace
+
+int run_bench_latency(const BenchLatencyOptions& o, BenchReport& report) {
+  std::vector<std::string> kinds;
+  if (o.links == "memory" || o.links == "both") kinds.push_back("memory");
+  if (o.links == "tap" || o.links == "both") kinds.push_back("tap");
+  int rc = 0;
+  std::vector<double> tap_blocking;  // the engine's TAP samples, for the UDP comparison
+  for (const auto& kind : kinds) {
+    auto path = make_bench_path(kind, 1500);
+    if (!path) {
+      fmt::print(stderr, "coemu bench: cannot build the {} path: {}{}\n", kind, emulator::last_error(),
+                 kind == "tap" ? " (TAP cases need root; try --links memory)" : "");
+      rc = 1;
+      continue;
+    }
+    for (const bool busy : {false, true}) {
+      const std::string mode = busy ? "busy_poll" : "blocking";
+      report.progress(fmt::format("latency: {} {} ping-pong, {} x {} round trips ...", kind, mode, o.repeat, o.rounds));
+      BenchDatapathOptions dpo;
+      dpo.busy_poll = busy;
+      dpo.poll_us = o.poll_us;
+      std::vector<double> eng_all, raw_all, p50, p50_raw, p99, p99_raw;
+      for (uint32_t i = 0; i < o.repeat; ++i) {
+        auto raw = raw_rtt(*path, o.rounds, busy);
+        auto eng = engine_rtt(*path, o.rounds, dpo);
+        p50.push_back(percentile(eng, 0.5));
+        p99.push_back(percentile(eng, 0.99));
+        p50_raw.push_back(percentile(raw, 0.5));
+        p99_raw.push_back(percentile(raw, 0.99));
+        eng_all.insert(eng_all.end(), eng.begin(), eng.end());
+        raw_all.insert(raw_all.end(), raw.begin(), raw.end());
+      }
+      if (eng_all.empty() || raw_all.empty()) {
+        fmt::print(stderr, "coemu bench: no round trip completed on the {} path ({})\n", kind, mode);
+        rc = 1;
+        continue;
+      }
+      const std::string raw_kind = kind == "tap" ? "raw TAP" : "raw memory";
+      if (kind == "tap" && !busy) tap_blocking = eng_all;
+      report.add({.suite = "latency", .name = fmt::format("{}_{}_rtt_p50", kind, mode), .unit = "us",
+                  .value = median(p50), .baseline = median(p50_raw), .values = p50, .baselines = p50_raw,
+                  .baseline_kind = raw_kind, .link = kind + " " + mode, .samples = eng_all,
+                  .baseline_samples = raw_all});
+      report.add({.suite = "latency", .name = fmt::format("{}_{}_rtt_p99", kind, mode), .unit = "us",
+                  .value = median(p99), .baseline = median(p99_raw), .values = p99, .baselines = p99_raw,
+                  .baseline_kind = raw_kind});
+    }
+  }
+  if (!tap_blocking.empty()) {
+    report.progress(fmt::format("latency: UDP ping-pong over a veth, {} round trips ...", o.rounds));
+    auto udp = udp_rtt(o.rounds);
+    if (udp.empty()) {
+      fmt::print(stderr, "coemu bench: the UDP baseline failed: {}\n", emulator::last_error());
+      rc = 1;
+    } else {
+      report.add({.suite = "latency", .name = "tap_blocking_rtt_p50_vs_udp", .unit = "us",
+                  .value = percentile(tap_blocking, 0.5), .baseline = percentile(udp, 0.5),
+                  .baseline_kind = "UDP over veth", .link = "UDP veth", .samples = {}, .baseline_samples = udp});
+    }
   }
   return rc;
 }

@@ -193,7 +193,7 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 }  // namespace
 
-int run_bench_scale(const BenchScaleOptions& o) {
+int run_bench_scale(const BenchScaleOptions& o, BenchReport& report) {
   constexpr uint32_t kSmall = 1000;
   if (o.calls < kSmall + 2 * o.batch) {
     fmt::print(stderr, "coemu bench scale: --calls {} must be at least 1000 + 2 x --batch ({})\n", o.calls,
@@ -215,8 +215,8 @@ int run_bench_scale(const BenchScaleOptions& o) {
     h.grow_to(n);
     while (!h.wait_settled(std::min(give_up, Clock::now() + std::chrono::seconds(1)))) {
       if (Clock::now() >= give_up) return -1;
-      fmt::print(stderr, "\rbench: scale: {} calls up ({:.0f} calls/s)   ", h.up(),
-                 static_cast<double>(h.up() - from) / seconds_since(t0));
+      report.progress(fmt::format("scale: {} calls up ({:.0f} calls/s) ...", h.up(),
+                                  static_cast<double>(h.up() - from) / seconds_since(t0)));
     }
     return h.failed() ? -1 : seconds_since(t0);
   };
@@ -224,8 +224,8 @@ int run_bench_scale(const BenchScaleOptions& o) {
     fmt::print(stderr, "\ncoemu bench scale: {}: {} up, {} closed, {} failed\n", what, h.up(), h.closed(), h.failed());
     return 1;
   };
-  fmt::print(stderr, "bench: scale: {} calls alpha -> beta on the memory wire, {} in setup at a time\n", o.calls,
-             o.window);
+  report.progress(fmt::format("scale: {} calls alpha -> beta on the memory wire, {} in setup at a time ...",
+                              o.calls, o.window));
   if (grow(kSmall) < 0) return fail("setting up the first 1000 calls");
   const uint64_t rss_small = resident_bytes();
   const double t_small = grow(kSmall + o.batch);
@@ -235,8 +235,8 @@ int run_bench_scale(const BenchScaleOptions& o) {
   if (t_large < 0) return fail("the batch at the top");
   const uint64_t rss_large = resident_bytes();
   const size_t calls_a = rig.alpha->calls(), calls_b = rig.beta->calls();
-  fmt::print(stderr, "\rbench: scale: {} calls up (alpha holds {}, beta {}); closing them ...\n", h.up(), calls_a,
-             calls_b);
+  report.progress(fmt::format("scale: {} calls up (alpha holds {}, beta {}); closing them ...", h.up(), calls_a,
+                              calls_b));
   // Teardown, the same way round: a batch timed at the top, the rest, and
   // a batch timed next to 1000 calls.
   auto close = [&](uint64_t live) -> double {
@@ -244,7 +244,7 @@ int run_bench_scale(const BenchScaleOptions& o) {
     h.close_down_to(live);
     while (!h.wait_settled(std::min(give_up, Clock::now() + std::chrono::seconds(1)))) {
       if (Clock::now() >= give_up) return -1;
-      fmt::print(stderr, "\rbench: scale: {} calls closed   ", h.closed());
+      report.progress(fmt::format("scale: {} calls closed ...", h.closed()));
     }
     const double took = seconds_since(t0);
     h.drain();  // (untimed: the caller's deletes are the client's business)
@@ -260,19 +260,21 @@ int run_bench_scale(const BenchScaleOptions& o) {
          Clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   const uint32_t left = rig.alpha->vcs_in_use() + rig.beta->vcs_in_use();
-  fmt::print(stderr, "\rbench: scale: all closed, {} VCs left\n", left);
+  report.progress(fmt::format("scale: all closed, {} VCs left", left));
   if (calls_a != o.calls || calls_b != o.calls || left != 0) return fail("calls or VCs unaccounted for");
 
   const double per_call = static_cast<double>(rss_large - rss_small) / (2.0 * (o.calls - kSmall));
-  if (!o.json)
-    fmt::print("{:<34} {:>14} {:>14} {:>8}  {:<10}\n", "case", "coemu", "baseline", "ratio", "unit");
   const std::string top = fmt::format("{}", o.calls);
   // Each rate at the top against the same batch next to 1000 live calls.
-  print_bench_row({"scale", "setup_rate_at_" + top, "calls/s", o.batch / t_large, o.batch / t_small}, o.json);
-  print_bench_row({"scale", "teardown_rate_at_" + top, "calls/s", o.batch / c_large, o.batch / c_small}, o.json);
+  const std::string near = "next to 1000";
+  report.add({.suite = "scale", .name = "setup_rate_at_" + top, .unit = "calls/s", .value = o.batch / t_large,
+              .baseline = o.batch / t_small, .baseline_kind = near});
+  report.add({.suite = "scale", .name = "teardown_rate_at_" + top, .unit = "calls/s", .value = o.batch / c_large,
+              .baseline = o.batch / c_small, .baseline_kind = near});
   // The process's resident growth per call per node (both nodes live in
   // this process); the baseline is the 512-byte budget.
-  print_bench_row({"scale", "memory_per_call_per_node", "bytes", per_call, 512}, o.json);
+  report.add({.suite = "scale", .name = "memory_per_call_per_node", .unit = "bytes", .value = per_call,
+              .baseline = 512, .baseline_kind = "budget"});
   return 0;
 }
 

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "tools/bench_report.h"
+
 namespace tools {
 
 struct BenchScaleOptions {
@@ -14,11 +16,10 @@ struct BenchScaleOptions {
   uint32_t batch = 10'000;     // calls in each timed batch
   uint32_t window = 256;       // calls being set up at once
   double timeout_s = 900;      // the whole run gives up after this long
-  bool json = false;
 };
 
-// Prints progress on stderr and rows on stdout (see print_bench_row).
-// Returns the exit code (1 when calls fail or the run times out).
-int run_bench_scale(const BenchScaleOptions& o);
+// Runs the cases into the report. Returns the exit code (1 when calls fail
+// or the run times out, 2 for options that do not fit together).
+int run_bench_scale(const BenchScaleOptions& o, BenchReport& report);
 
 }  // namespace tools

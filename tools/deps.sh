@@ -9,7 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libyaml-cpp-dev libexpected-dev
   liburing-dev libboost-dev
-  iproute2 tcpdump tshark python3
+  iproute2 tcpdump tshark python3 gnuplot-nox
 )
 
 missing=()

@@ -12,9 +12,7 @@
 #include "emulator/lab.h"
 #include "emulator/topology.h"
 #include "emulator/unique_fd.h"
-#include "tools/bench_calls.h"
-#include "tools/bench_datapath.h"
-#include "tools/bench_scale.h"
+#include "tools/bench_cli.h"
 #include "tools/decode.h"
 #include "tools/demo.h"
 #include "tools/lab_demo.h"
@@ -45,21 +43,6 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
-// --seconds and --repeat, as every bench suite has them.
-void add_timing_options(CLI::App* cmd, double& seconds, uint32_t& repeat, const char* seconds_help,
-                        const char* repeat_help) {
-  cmd->add_option("--seconds", seconds, seconds_help)->check(CLI::Range(0.05, 600.0))->capture_default_str();
-  cmd->add_option("--repeat", repeat, repeat_help)->check(CLI::Range(1u, 100u))->capture_default_str();
-}
-
-void add_poll_option(CLI::App* cmd, uint32_t& poll_us) {
-  cmd->add_option("--poll-us", poll_us,
-                  "After moving frames, an I/O thread polls this many microseconds before it blocks\n"
-                  "(0 = block at once)")
-      ->check(CLI::Range(0u, 1'000'000u))
-      ->capture_default_str();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -83,32 +66,8 @@ int main(int argc, char** argv) {
   demo_cmd->add_flag("--memory", demo.force_memory, "Use the memory wire even when a lab could be built");
   demo_cmd->add_flag("-j,--json", demo.json, "Print the summary as one JSON object");
 
-  auto* bench_cmd = app.add_subcommand("bench", "Benchmarks, each case beside its baseline from the same run\n"
-                                                      "Example: coemu bench calls --inflight 1,16 --json");
-  bench_cmd->require_subcommand(1);
-  tools::BenchDatapathOptions bench;
-  auto* bench_dp = bench_cmd->add_subcommand(
-      "datapath", "Two nodes move DATA frames on a PVC through the engine, over the memory wire and over\n"
-                  "two TAPs on a bridge (root; in a namespace of its own), against a raw one-call-per-frame\n"
-                  "loop on the identical path; then ping-pong round trips.\n"
-                  "Example: coemu bench datapath --links memory --sizes 64,1500 --repeat 3 --json");
-  add_timing_options(bench_dp, bench.seconds, bench.repeat, "Seconds per throughput case",
-                     "Alternate raw and engine this often; report medians");
-  bench_dp->add_option("--sizes", bench.sizes, "Payload sizes in bytes (above 1478 runs on MTU 65521)")
-      ->delimiter(',')
-      ->check(CLI::Range(4u, 65499u));
-  bench_dp->add_option("--links", bench.links, "memory, tap or both")
-      ->check(CLI::IsMember({"memory", "tap", "both"}))
-      ->capture_default_str();
-  bench_dp->add_option("--rounds", bench.rounds, "Ping-pong round trips")->check(CLI::Range(1u, 10'000'000u));
-  bench_dp->add_flag("--busy-poll", bench.busy_poll, "I/O threads spin instead of blocking");
-  add_poll_option(bench_dp, bench.poll_us);
-  bench_dp->add_option("--shape-rate", bench.shape_rate, "Token rate of the shaped-VC case, bytes/s")
-      ->check(CLI::Range(10'000u, 1'000'000'000u))
-      ->capture_default_str();
-  bench_dp->add_flag("--inline-tx", bench.inline_tx, "Senders write to the link themselves when nothing is queued");
-  bench_dp->add_flag("--uring-rx", bench.uring_rx, "Receive from TAPs through io_uring (posted reads)");
-  bench_dp->add_flag("-j,--json", bench.json, "One JSON object per case: suite, case, unit, value, baseline, ratio");
+  tools::BenchCommand bench;
+  tools::add_bench_command(app, bench);
 
   tools::ListenOptions listen;
   CLI::App* listen_cmd = nullptr;
@@ -128,46 +87,6 @@ int main(int argc, char** argv) {
   tools::DecodeOptions decode;
   CLI::App* decode_cmd = nullptr;
   tools::add_decode_command(app, decode, decode_cmd);
-
-  tools::BenchCallsOptions bench_calls;
-  auto* bench_calls_cmd = bench_cmd->add_subcommand(
-      "calls", "Call setup + teardown rate and setup latency between two nodes over two TAPs on a bridge\n"
-               "(root; in a namespace of its own), against TCP connect + accept + close over a veth between\n"
-               "two namespaces, in the same run.\nExample: coemu bench calls --inflight 1,16 --repeat 5 --json");
-  add_timing_options(bench_calls_cmd, bench_calls.seconds, bench_calls.repeat, "Seconds per case and repetition",
-                     "Alternate TCP and coemu this often; report medians");
-  bench_calls_cmd->add_option("--inflight", bench_calls.inflight, "Calls (and TCP connections) in flight")
-      ->delimiter(',')
-      ->check(CLI::Range(1u, 1024u));
-  bench_calls_cmd->add_flag("!--sig-via-io-thread", bench_calls.sig_write_now,
-                            "Every signaling frame goes through the I/O thread (by default the control\n"
-                            "thread writes a lone one itself before it sleeps)");
-  bench_calls_cmd->add_flag("--busy-poll", bench_calls.busy_poll, "The nodes' I/O threads spin instead of blocking");
-  add_poll_option(bench_calls_cmd, bench_calls.poll_us);
-  bench_calls_cmd->add_flag("!--control-thread-only", bench_calls.io_thread_signals,
-                            "Only the control thread runs the call manager (by default an I/O thread that\n"
-                            "receives signaling while the control thread sleeps runs it itself)");
-  bench_calls_cmd->add_flag("-j,--json", bench_calls.json, "One JSON object per case, as bench datapath");
-
-  tools::BenchScaleOptions bench_scale;
-  auto* bench_scale_cmd = bench_cmd->add_subcommand(
-      "scale", "Concurrent calls between two nodes on the memory wire: the setup rate of a batch made\n"
-               "next to 1,000 live calls against the same batch at the top, the memory each call costs a\n"
-               "node, and the teardown rate. No root needed.\n"
-               "Example: coemu bench scale --calls 1000000 --json");
-  bench_scale_cmd->add_option("--calls", bench_scale.calls, "Live calls at the top")
-      ->capture_default_str()
-      ->check(CLI::Range(3000u, 1'040'000u));
-  bench_scale_cmd->add_option("--batch", bench_scale.batch, "Calls in each timed batch")
-      ->capture_default_str()
-      ->check(CLI::Range(1u, 100'000u));
-  bench_scale_cmd->add_option("--window", bench_scale.window, "Calls being set up at a time")
-      ->capture_default_str()
-      ->check(CLI::Range(1u, 65'536u));
-  bench_scale_cmd->add_option("--timeout", bench_scale.timeout_s, "Give up after this many seconds")
-      ->capture_default_str()
-      ->check(CLI::Range(1.0, 86400.0));
-  bench_scale_cmd->add_flag("-j,--json", bench_scale.json, "One JSON object per case, as bench datapath");
 
   auto* lab_cmd = app.add_subcommand("lab", "Build, inspect and remove namespace labs\n"
                                             "Example: coemu lab up l1 --nodes a,b --link a-b && coemu lab down l1");
@@ -226,9 +145,7 @@ int main(int argc, char** argv) {
   }
 
   if (*demo_cmd) return tools::run_demo(demo);
-  if (*bench_dp) return tools::run_bench_datapath(bench);
-  if (*bench_calls_cmd) return tools::run_bench_calls(bench_calls);
-  if (*bench_scale_cmd) return tools::run_bench_scale(bench_scale);
+  if (*bench.cmd) return tools::run_bench(bench);
   if (*listen_cmd) return tools::run_listen(listen);
   if (*call_cmd) return tools::run_call(call);
   if (*decode_cmd) return tools::run_decode(decode);

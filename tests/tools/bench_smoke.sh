@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # Runs `coemu bench` suites for a fraction of a second so they keep working,
 # and checks that every row is well-formed JSON with a baseline.
-#   bench_smoke.sh COEMU datapath|calls|scale
+#   bench_smoke.sh COEMU datapath|latency|calls|scale|plot
 # calls needs root (TAPs and namespaces); exits 77 (ctest: skipped) otherwise.
+# plot draws a PNG from a short datapath + latency run (needs gnuplot).
 set -euo pipefail
 coemu=$1 suite=$2
 case "$suite" in
   datapath)
     links=memory
     if [ "$(id -u)" -eq 0 ] && [ -w /dev/net/tun ]; then links=both; fi
-    out=$("$coemu" bench datapath --links "$links" --sizes 64 --seconds 0.05 --repeat 2 --rounds 50 --json) ;;
+    out=$("$coemu" bench datapath --links "$links" --sizes 64 --seconds 0.05 --repeat 2 --json) ;;
+  latency)
+    links=memory
+    if [ "$(id -u)" -eq 0 ] && [ -w /dev/net/tun ]; then links=both; fi
+    out=$("$coemu" bench latency --links "$links" --rounds 50 --repeat 2 --json) ;;
+  plot)
+    dir=$(mktemp -d)
+    trap 'rm -rf "$dir"' EXIT
+    out=$("$coemu" bench latency --links memory --rounds 50 --repeat 1 --json --plot "$dir/b.png")
+    # A PNG, and not an empty one.
+    python3 -c 'import sys; b = open(sys.argv[1], "rb").read(); assert b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) > 2000, len(b)' "$dir/b.png" ;;
   calls)
     if [ "$(id -u)" -ne 0 ] || ! [ -w /dev/net/tun ]; then
       echo "skipped: bench calls needs root (CAP_NET_ADMIN)"; exit 77
@@ -17,7 +28,7 @@ case "$suite" in
     out=$("$coemu" bench calls --seconds 0.1 --repeat 1 --inflight 1,4 --json) ;;
   scale)
     out=$("$coemu" bench scale --calls 3000 --batch 1000 --json) ;;
-  *) echo "usage: $0 COEMU datapath|calls|scale"; exit 2 ;;
+  *) echo "usage: $0 COEMU datapath|latency|calls|scale|plot"; exit 2 ;;
 esac
 echo "$out"
 python3 - "$suite" "$out" <<'PY'
@@ -33,7 +44,13 @@ for r in rows:
     if "repeat" in r:  # repeated cases: the median lies within min..max
         assert r["value_min"] <= r["value"] <= r["value_max"], r
 if suite == "datapath":
-    assert "shaped_rate" in {r["case"] for r in rows}, rows
+    assert any(r["case"].endswith("_shaped_rate") for r in rows), rows
+    assert any(r["case"].endswith("_throughput_64B") for r in rows), rows
+if suite in ("latency", "plot"):
+    cases = {r["case"] for r in rows}
+    assert {"memory_blocking_rtt_p50", "memory_busy_poll_rtt_p50", "memory_busy_poll_rtt_p99"} <= cases, cases
+    if suite == "latency" and "tap_blocking_rtt_p50" in cases:
+        assert "tap_blocking_rtt_p50_vs_udp" in cases, cases
 if suite == "scale":
     assert {"setup_rate_at_3000", "teardown_rate_at_3000", "memory_per_call_per_node"} <= {r["case"] for r in rows}, rows
 if suite == "calls":

@@ -8,7 +8,7 @@ usage: cli_usage_test.py COEMU
 import subprocess
 import sys
 
-COMMANDS = ["", "demo", "bench", "bench datapath", "bench calls", "bench scale", "listen", "call", "show", "pvc", "decode",
+COMMANDS = ["", "demo", "bench", "bench datapath", "bench calls", "bench scale", "bench latency", "bench all", "listen", "call", "show", "pvc", "decode",
             "lab", "lab up", "lab down", "lab status", "lab demo"]
 
 # (arguments, what stderr must name)
@@ -32,6 +32,8 @@ USAGE_ERRORS = [
     (["bench", "datapath", "--sizes", "2"], "--sizes"),
     (["bench", "calls", "--inflight", "0"], "--inflight"),
     (["bench", "scale", "--calls", "2000000"], "--calls"),
+    (["bench", "latency", "--links", "wire"], "--links"),
+    (["bench", "all", "--repeat", "0"], "--repeat"),
     (["bench", "scale", "--calls", "5000", "--batch", "3000"], "--batch"),
     (["lab", "up", "UPPER", "--nodes", "a,b"], "UPPER"),
     (["lab", "up", "l1", "--nodes", "a,b", "--link", "a"], "--link"),
