@@ -79,7 +79,7 @@ class CallTable {
       s = free_.back();
       free_.pop_back();
     } else {
-      if (cells_ % kChunk == 0) chunks_.push_back(std::make_unique<Cell[]>(kChunk));
+      if (cells_ / kChunk >= chunks_.size()) chunks_.push_back(std::make_unique<Cell[]>(kChunk));
       s = cells_++;
     }
     Cell& c = cell(s);
@@ -124,8 +124,11 @@ class CallTable {
     cell(cur).value.reset();
     free_.push_back(cur);
     --size_;
-    if (size_ == 0) {  // a table that emptied gives its memory back
-      chunks_.clear();
+    if (size_ == 0 && cells_ > kChunk) {
+      // A table that emptied after a crowd gives its memory back; one chunk
+      // stays (a node with one call coming and going would otherwise map
+      // and unmap a chunk per call).
+      chunks_.resize(1);
       free_ = {};
       cells_ = 0;
       index_ = {};

@@ -75,6 +75,19 @@ TEST(CallTable, SlotsStayPutAndAreReused) {
   EXPECT_EQ(t.emplace(b, item(b, 2)), sa);  // the freed slot is taken again
 }
 
+TEST(CallTable, EmptiesAndFillsAgainAfterACrowd) {
+  CallTable<Item> t;
+  for (int round = 0; round < 3; ++round) {
+    for (uint32_t r = 0; r < 10000; ++r) t.emplace(key(4, r, true), item(key(4, r, true), static_cast<int>(r)));
+    for (uint32_t r = 0; r < 10000; ++r) ASSERT_TRUE(t.erase(key(4, r, true)));
+    EXPECT_EQ(t.size(), 0u);
+    const CallKey one = key(4, 77, false);
+    EXPECT_EQ(t.emplace(one, item(one, 5)), 0u) << "the first slot again, in the chunk that stayed";
+    EXPECT_EQ(t.find(one)->payload, 5);
+    ASSERT_TRUE(t.erase(one));
+  }
+}
+
 // Random adds and removes against std::map: the index (linear probing with
 // backward-shift deletion) never loses or invents a call.
 TEST(CallTable, AgreesWithAMapUnderRandomChurn) {
