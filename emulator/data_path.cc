@@ -711,8 +711,13 @@ void DataPath::Worker::run() noexcept {
       if (auto d = link_.next_deadline(); d && *d <= steady_now()) link_.flush_due();
     qsbr.quiescent(reader_);  // no VC pointer is held past here
     if (busy) last_busy = steady_now();
-    if (busy || opts_.busy_poll) {
-      if (opts_.link_events && !busy) do_events();
+    if (busy) continue;
+    if (opts_.busy_poll) {
+      if (opts_.link_events) do_events();
+      // Spinning, not working: now and then a thread ready on this core (a
+      // client, another node's I/O thread on a small machine) runs first.
+      // Not every round: the syscall would double an idle round's cost.
+      if ((++idle_rounds_ & 15) == 0) sched_yield();
       continue;
     }
     if (poll && steady_now() - last_busy < opts_.poll_window) {

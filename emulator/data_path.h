@@ -267,6 +267,7 @@ class DataPath {
     miniport::PacketPool* pool_;
     std::unique_ptr<miniport::MpscRing<TxItem>> tx_ring_;
     size_t ring_reserve_ = 1;  // slots only signaling may take
+    uint32_t idle_rounds_ = 0;  // busy poll: rounds that found nothing to do
     UniqueFd epoll_;
     UniqueFd wake_fd_;
     uint32_t reader_ = 0;

@@ -73,6 +73,7 @@ void add_latency(CLI::App* bench, BenchCommand& b) {
       ->check(CLI::Range(1u, 100u))
       ->capture_default_str();
   add_poll_option(c, o.poll_us);
+  c->add_flag("--inline-tx", o.inline_tx, "Senders write to the link themselves when nothing is queued");
   add_report_options(c, b);
 }
 

@@ -345,35 +345,72 @@ std::vector<double> raw_rtt(Path& p, uint32_t rounds, bool busy) {
   return us;
 }
 
-// Engine ping-pong on the PVC: B's handler echoes, A's handler signals.
+// The client side of the engine's ping-pong. It lives in its receive upcall,
+// as an NDIS protocol driver may send from its receive handler: each echo
+// ends a round trip and sends the next ping at once. (The raw baseline's
+// client likewise does its own reads: one thread per side in both.)
+class Pinger : public emulator::DataPathHandler {
+ public:
+  DataPath* dp = nullptr;
+  VcId vc;
+  uint32_t rounds = 0;
+  std::vector<double> us;  // I/O thread's until `done` reaches rounds (or the run gives up)
+  std::atomic<uint32_t> done{0};
+
+  bool ping() {
+    TxPacket t{dp->alloc(), 0};
+    if (!t.buf) return false;
+    t.buf.set_size(64);
+    sent_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    return dp->send(vc, std::span(&t, 1)) == 1;
+  }
+  void on_receive(std::span<RxPacket> pkts) override {
+    const auto now = Clock::now().time_since_epoch().count();
+    const auto sent = sent_.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < pkts.size(); ++i) {
+      if (done.load(std::memory_order_relaxed) >= rounds) return;
+      us.push_back(static_cast<double>(now - sent) / 1e3);
+      done.fetch_add(1, std::memory_order_release);
+    }
+    if (done.load(std::memory_order_relaxed) < rounds) (void)ping();
+  }
+  void on_send_complete(std::span<const TxCompletion>) override {}
+
+ private:
+  std::atomic<Clock::rep> sent_{0};
+};
+
+// Engine ping-pong on the PVC: B's handler echoes, A's handler pings.
 std::vector<double> engine_rtt(Path& p, uint32_t rounds, const BenchDatapathOptions& o) {
   const uint32_t mtu = p.a->mtu();
   Node a(kMacA, mtu), b(kMacB, mtu);
   open_pvc(a, b);
+  Pinger pinger;
+  pinger.rounds = rounds;
+  pinger.vc = a.vc;
   const emulator::DataPathOptions dpo{.busy_poll = o.busy_poll, .poll_window = std::chrono::microseconds(o.poll_us),
                                       .inline_tx = o.inline_tx, .uring_rx = o.uring_rx};
   b.sink.echo_vc = b.vc;  // before the I/O threads start: they read it
-  a.dp = std::move(*DataPath::start(*p.a, a.mp, a.sink, dpo));
+  a.dp = std::move(*DataPath::start(*p.a, a.mp, pinger, dpo));
   b.dp = std::move(*DataPath::start(*p.b, b.mp, b.sink, dpo));
   b.sink.echo_dp.store(b.dp.get(), std::memory_order_release);
-  std::vector<double> us;
-  for (uint32_t r = 0; r < rounds; ++r) {
-    const uint64_t before = a.sink.received.load();
-    TxPacket t{a.dp->alloc(), r};
-    t.buf.set_size(64);
-    const auto t0 = Clock::now();
-    if (a.dp->send(a.vc, std::span(&t, 1)) != 1) continue;
-    const auto deadline = t0 + std::chrono::seconds(1);
-    // The client waits as a blocking client would: on the completion of its
-    // receive, here a spin on the counter (the engine's own threads block or
-    // busy-poll as configured).
-    while (a.sink.received.load(std::memory_order_acquire) == before && Clock::now() < deadline) {
+  pinger.dp = a.dp.get();
+  // The first ping from here; the rest from the upcall. A lost frame stalls
+  // the chain: after a second without progress the run ends with what it has.
+  uint32_t seen = 0;
+  auto progress = Clock::now();
+  if (pinger.ping()) {
+    while (pinger.done.load(std::memory_order_acquire) < rounds && Clock::now() - progress < std::chrono::seconds(1)) {
+      if (const uint32_t d = pinger.done.load(std::memory_order_acquire); d != seen) {
+        seen = d;
+        progress = Clock::now();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    if (a.sink.received.load() != before) us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
   }
-  a.dp.reset();
+  a.dp.reset();  // joins the I/O thread: `us` is ours now
   b.dp.reset();
-  return us;
+  return std::move(pinger.us);
 }
 
 }  // namespace
@@ -517,6 +554,7 @@ int run_bench_latency(const BenchLatencyOptions& o, BenchReport& report) {
       BenchDatapathOptions dpo;
       dpo.busy_poll = busy;
       dpo.poll_us = o.poll_us;
+      dpo.inline_tx = o.inline_tx;
       std::vector<double> eng_all, raw_all, p50, p50_raw, p99, p99_raw;
       for (uint32_t i = 0; i < o.repeat; ++i) {
         auto raw = raw_rtt(*path, o.rounds, busy);

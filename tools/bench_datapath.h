@@ -55,6 +55,7 @@ struct BenchLatencyOptions {
   uint32_t rounds = 2000;      // round trips per repetition
   uint32_t repeat = 3;
   uint32_t poll_us = 50;
+  bool inline_tx = false;  // DataPathOptions::inline_tx
 };
 int run_bench_latency(const BenchLatencyOptions& opts, BenchReport& report);
 
