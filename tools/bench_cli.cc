@@ -99,14 +99,17 @@ void add_calls(CLI::App* bench, BenchCommand& b) {
 void add_scale(CLI::App* bench, BenchCommand& b) {
   auto& o = b.scale;
   auto* c = b.scale_cmd = bench->add_subcommand(
-      "scale", "Concurrent calls between two nodes on the memory wire: the setup and teardown rates of a\n"
+      "scale", "Concurrent calls between two nodes on the memory wire (or TAPs): the setup and teardown rates of a\n"
                "batch at the top against the same batch next to 1,000 live calls, and the memory each call\n"
-               "costs a node (the process's resident growth). No root needed.\n"
+               "costs a node (the process's resident growth). No root needed on the memory wire.\n"
                "Example: coemu bench scale --calls 1000000 --json");
   c->add_option("--calls", o.calls, "Live calls at the top")->capture_default_str()->check(CLI::Range(3000u, 1'040'000u));
   c->add_option("--batch", o.batch, "Calls in each timed batch")->capture_default_str()->check(CLI::Range(1u, 100'000u));
   c->add_option("--window", o.window, "Calls being set up at a time")->capture_default_str()->check(CLI::Range(1u, 65'536u));
   c->add_option("--timeout", o.timeout_s, "Give up after this many seconds")->capture_default_str()->check(CLI::Range(1.0, 86400.0));
+  c->add_option("--link", o.link, "memory, or tap (two TAPs on a bridge in a namespace of its own; root)")
+      ->check(CLI::IsMember({"memory", "tap"}))
+      ->capture_default_str();
   add_report_options(c, b);
 }
 
@@ -128,6 +131,9 @@ void add_bench_command(CLI::App& app, BenchCommand& b) {
   uint32_t* repeat = &b.datapath.repeat;
   add_timing_options(b.all_cmd, *seconds, *repeat, "Seconds per throughput and call-rate case",
                      "Repetitions of each case (medians reported)");
+  b.all_cmd->add_option("--rounds", b.latency.rounds, "Round trips per latency case and repetition")
+      ->capture_default_str()
+      ->check(CLI::Range(10u, 10'000'000u));
   b.all_cmd->add_option("--calls", b.scale.calls, "Live calls at the top of the scale suite")
       ->capture_default_str()
       ->check(CLI::Range(3000u, 1'040'000u));

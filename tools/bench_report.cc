@@ -121,7 +121,7 @@ int BenchReport::plot() const {
   std::vector<const BenchRow*> latency;
   for (const BenchRow& r : rows_) {
     if (r.payload && r.unit == "frames/s") by_link[r.link].push_back(&r);
-    if (!r.samples.empty()) latency.push_back(&r);
+    if (!r.samples.empty() || !r.baseline_samples.empty()) latency.push_back(&r);
   }
   if (by_link.empty() && latency.empty()) {
     fmt::print(stderr, "coemu bench: --plot {}: nothing to draw (the datapath and latency suites have figures)\n", plot_);

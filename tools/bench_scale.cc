@@ -169,7 +169,7 @@ struct Rig {
 
 miniport::Result<std::unique_ptr<Rig>> make_rig(const BenchScaleOptions& o) {
   auto rig = std::make_unique<Rig>();
-  rig->path = COEMU_TRY(make_bench_path("memory", 1500));
+  rig->path = COEMU_TRY(make_bench_path(o.link, 1500));
   rig->alpha = COEMU_TRY(Node::start(*rig->path.a, {.address = "alpha", .mac = miniport::MacAddress::local(0xa)}));
   rig->beta = COEMU_TRY(Node::start(*rig->path.b, {.address = "beta", .mac = miniport::MacAddress::local(0xb)}));
   rig->acceptor.node = rig->beta.get();
@@ -202,7 +202,8 @@ int run_bench_scale(const BenchScaleOptions& o, BenchReport& report) {
   }
   auto made = make_rig(o);
   if (!made) {
-    fmt::print(stderr, "coemu bench scale: cannot start the nodes: {}\n", emulator::last_error());
+    fmt::print(stderr, "coemu bench scale: cannot start the nodes: {}{}\n", emulator::last_error(),
+               o.link == "tap" ? " (TAPs need root; try --link memory)" : "");
     return 1;
   }
   Rig& rig = **made;
@@ -224,8 +225,8 @@ int run_bench_scale(const BenchScaleOptions& o, BenchReport& report) {
     fmt::print(stderr, "\ncoemu bench scale: {}: {} up, {} closed, {} failed\n", what, h.up(), h.closed(), h.failed());
     return 1;
   };
-  report.progress(fmt::format("scale: {} calls alpha -> beta on the memory wire, {} in setup at a time ...",
-                              o.calls, o.window));
+  report.progress(fmt::format("scale: {} calls alpha -> beta on the {}, {} in setup at a time ...", o.calls,
+                              o.link == "tap" ? "TAPs" : "memory wire", o.window));
   if (grow(kSmall) < 0) return fail("setting up the first 1000 calls");
   const uint64_t rss_small = resident_bytes();
   const double t_small = grow(kSmall + o.batch);
@@ -260,20 +261,23 @@ int run_bench_scale(const BenchScaleOptions& o, BenchReport& report) {
          Clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   const uint32_t left = rig.alpha->vcs_in_use() + rig.beta->vcs_in_use();
-  report.progress(fmt::format("scale: all closed, {} VCs left", left));
+  const auto ta = rig.alpha->sig_counters().transport, tb = rig.beta->sig_counters().transport;
+  report.progress(fmt::format("scale: all closed, {} VCs left; signaling resent {} + {} times (alpha + beta)", left,
+                              ta.retransmits + ta.fast_retransmits, tb.retransmits + tb.fast_retransmits));
   if (calls_a != o.calls || calls_b != o.calls || left != 0) return fail("calls or VCs unaccounted for");
 
   const double per_call = static_cast<double>(rss_large - rss_small) / (2.0 * (o.calls - kSmall));
   const std::string top = fmt::format("{}", o.calls);
   // Each rate at the top against the same batch next to 1000 live calls.
   const std::string near = "next to 1000";
-  report.add({.suite = "scale", .name = "setup_rate_at_" + top, .unit = "calls/s", .value = o.batch / t_large,
+  const std::string top_at = top + (o.link == "tap" ? "_tap" : "");
+  report.add({.suite = "scale", .name = "setup_rate_at_" + top_at, .unit = "calls/s", .value = o.batch / t_large,
               .baseline = o.batch / t_small, .baseline_kind = near});
-  report.add({.suite = "scale", .name = "teardown_rate_at_" + top, .unit = "calls/s", .value = o.batch / c_large,
+  report.add({.suite = "scale", .name = "teardown_rate_at_" + top_at, .unit = "calls/s", .value = o.batch / c_large,
               .baseline = o.batch / c_small, .baseline_kind = near});
   // The process's resident growth per call per node (both nodes live in
   // this process); the baseline is the 512-byte budget.
-  report.add({.suite = "scale", .name = "memory_per_call_per_node", .unit = "bytes", .value = per_call,
+  report.add({.suite = "scale", .name = "memory_per_call_per_node" + std::string(o.link == "tap" ? "_tap" : ""), .unit = "bytes", .value = per_call,
               .baseline = 512, .baseline_kind = "budget"});
   return 0;
 }

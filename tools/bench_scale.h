@@ -1,4 +1,4 @@
-// `coemu bench scale`: two nodes on the memory wire hold up to N concurrent
+// `coemu bench scale`: two nodes (on the memory wire, or TAPs) hold up to N concurrent
 // calls. It reports the setup rate of a batch of calls made next to 1,000
 // live calls and of the same batch made next to N-batch (the ratio says
 // whether cost stays flat as calls grow), the memory each call costs a node
@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "tools/bench_report.h"
 
@@ -16,6 +17,7 @@ struct BenchScaleOptions {
   uint32_t batch = 10'000;     // calls in each timed batch
   uint32_t window = 256;       // calls being set up at once
   double timeout_s = 900;      // the whole run gives up after this long
+  std::string link = "memory"; // memory, or tap (two TAPs on a bridge; root)
 };
 
 // Runs the cases into the report. Returns the exit code (1 when calls fail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs `coemu bench` suites for a fraction of a second so they keep working,
 # and checks that every row is well-formed JSON with a baseline.
-#   bench_smoke.sh COEMU datapath|latency|calls|scale|plot
+#   bench_smoke.sh COEMU datapath|latency|calls|scale|all|plot
 # calls needs root (TAPs and namespaces); exits 77 (ctest: skipped) otherwise.
 # plot draws a PNG from a short datapath + latency run (needs gnuplot).
 set -euo pipefail
@@ -28,7 +28,9 @@ case "$suite" in
     out=$("$coemu" bench calls --seconds 0.1 --repeat 1 --inflight 1,4 --json) ;;
   scale)
     out=$("$coemu" bench scale --calls 3000 --batch 1000 --json) ;;
-  *) echo "usage: $0 COEMU datapath|latency|calls|scale|plot"; exit 2 ;;
+  all)
+    out=$("$coemu" bench all --seconds 0.05 --repeat 1 --rounds 100 --calls 3000 --json) ;;
+  *) echo "usage: $0 COEMU datapath|latency|calls|scale|all|plot"; exit 2 ;;
 esac
 echo "$out"
 python3 - "$suite" "$out" <<'PY'
@@ -51,6 +53,9 @@ if suite in ("latency", "plot"):
     assert {"memory_blocking_rtt_p50", "memory_busy_poll_rtt_p50", "memory_busy_poll_rtt_p99"} <= cases, cases
     if suite == "latency" and "tap_blocking_rtt_p50" in cases:
         assert "tap_blocking_rtt_p50_vs_udp" in cases, cases
+if suite == "all":
+    suites = {r["suite"] for r in rows}
+    assert {"datapath", "latency", "scale"} <= suites, suites
 if suite == "scale":
     assert {"setup_rate_at_3000", "teardown_rate_at_3000", "memory_per_call_per_node"} <= {r["case"] for r in rows}, rows
 if suite == "calls":

@@ -33,6 +33,7 @@ USAGE_ERRORS = [
     (["bench", "calls", "--inflight", "0"], "--inflight"),
     (["bench", "scale", "--calls", "2000000"], "--calls"),
     (["bench", "latency", "--links", "wire"], "--links"),
+    (["bench", "scale", "--link", "both"], "--link"),
     (["bench", "all", "--repeat", "0"], "--repeat"),
     (["bench", "scale", "--calls", "5000", "--batch", "3000"], "--batch"),
     (["lab", "up", "UPPER", "--nodes", "a,b"], "UPPER"),
