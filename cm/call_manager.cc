@@ -949,8 +949,11 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
   const uint32_t wire_ref = d.msg.call_ref;
   const uint32_t reply_ref = wire_ref ^ kCallRefToOriginator;
   const bool to_originator = wire_ref & kCallRefToOriginator;
-  const std::vector<Key> keys = keys_of_call(src, wire_ref & ~kCallRefToOriginator, to_originator);
-  const Key k = keys.empty() ? Key{src, wire_ref & ~kCallRefToOriginator, to_originator, 0} : keys.front();
+  // The call's first party; every party's key only where a message may
+  // concern several (no list built per message otherwise).
+  const Key named{src, wire_ref & ~kCallRefToOriginator, to_originator, 0};
+  const Key k = calls_.first_party(named).value_or(named);
+  auto keys = [&] { return keys_of_call(named.peer, named.ref, named.originated); };
   Call* c = find(k);
   if (d.verdict == Verdict::kUnknownType) {
     const uint8_t st = c ? static_cast<uint8_t>(c->fsm.state()) : 0;
@@ -964,7 +967,7 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
       peer_gone(src, now, out);
       answer(src, MsgType::kRestartAck, 0, std::nullopt, std::nullopt, now, out);
     } else {
-      for (const Key& pk : keys) {  // every party of the call
+      for (const Key& pk : keys()) {  // every party of the call
         if (Call* pc = find(pk)) {
           CallActions acts;
           pc->fsm.peer_lost(acts);
@@ -1023,9 +1026,9 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
   switch (type) {
     case MsgType::kAddParty: case MsgType::kAddPartyAck: case MsgType::kAddPartyReject:
     case MsgType::kDropParty: case MsgType::kDropPartyAck:
-      return on_party_message(src, keys, m, now, out);
+      return on_party_message(src, keys(), m, now, out);
     default:
-      if (c->p2mp) return on_party_message(src, keys, m, now, out);
+      if (c->p2mp) return on_party_message(src, keys(), m, now, out);
       break;
   }
   if (type == MsgType::kModifyRequest || type == MsgType::kModifyAck || type == MsgType::kModifyReject)

@@ -55,6 +55,12 @@ class CallTable {
     return s == kNone ? nullptr : at(s);
   }
   const T* find(const CallKey& k) const { return const_cast<CallTable*>(this)->find(k); }
+  // The first party (lowest ENDPOINT_REF) of the call `k` names, if any.
+  [[nodiscard]] std::optional<CallKey> first_party(const CallKey& k) const {
+    const uint32_t s = head(k);
+    if (s == kNone) return std::nullopt;
+    return key_of(*cell(s).value);
+  }
   // Its slot (stable while it lives), or kNone.
   [[nodiscard]] uint32_t find_slot(const CallKey& k) const {
     for (uint32_t s = head(k); s != kNone; s = cell(s).next) {

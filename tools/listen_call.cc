@@ -200,12 +200,31 @@ class Listener : public emulator::NodeClient, public Waiter {
         own_vcs_.insert(key(*vc));
         pvcs_[*rx] = spec;
       }
-      if (Status st = node_.make_pvc_call(*vc, *rx); st != Status::kPending)
+      // A call that did not come up leaves nothing behind: not the PVC on
+      // the node's list, not the VC (it holds no call then).
+      auto undo = [&] {
+        {
+          std::lock_guard lock(mu_);
+          calls_.erase(key(*vc));
+          own_vcs_.erase(key(*vc));
+          pvcs_.erase(*rx);
+        }
+        (void)node_.set_cm(af, cm::co_oid::kDeletePvc, buf);
+        (void)node_.delete_vc(*vc);
+      };
+      if (Status st = node_.make_pvc_call(*vc, *rx); st != Status::kPending) {
+        undo();
         return fail(fmt::format("PERMANENT_VC call: {}", miniport::to_string(st)));
+      }
       const bool done = wait([&] { return pvc_done_.count(key(*vc)) != 0; }, Seconds(5));
-      std::lock_guard lock(mu_);
-      if (!done || pvc_done_[key(*vc)] != Status::kSuccess)
-        return fail(fmt::format("PERMANENT_VC call: {}", done ? miniport::to_string(pvc_done_[key(*vc)]) : "no answer"));
+      std::unique_lock lock(mu_);
+      if (done && pvc_done_[key(*vc)] != Status::kSuccess) {
+        const Status st = pvc_done_[key(*vc)];
+        lock.unlock();
+        undo();
+        return fail(fmt::format("PERMANENT_VC call: {}", miniport::to_string(st)));
+      }
+      if (!done) return fail("PERMANENT_VC call: no answer");
       return nlohmann::json{{"ok", true}, {"vc", vc_text(*vc)}, {"rx_vci", *rx},
                             {"tx_vci", *tx}, {"peer", peer->to_string()}}
           .dump();
