@@ -321,7 +321,9 @@ Result<void> VcTable::remove(VcId id) {
   const auto st = static_cast<VcState>(s->state.load(std::memory_order_relaxed));
   if (st == VcState::kActive) return fail(Status::kNotAccepted);
   if (st == VcState::kDeactivating) return fail(Status::kClosing);
-  for (uint32_t i = 0; i < kMaxLeaves; ++i) (void)clear_leaf(id, i);
+  // A VC that was never a multipoint root has no leaf table to walk.
+  if (s->leaves.load(std::memory_order_relaxed))
+    for (uint32_t i = 0; i < kMaxLeaves; ++i) (void)clear_leaf(id, i);
   s->live = false;
   s->gen.fetch_add(1, std::memory_order_seq_cst);
   s->rx_vci.store(0, std::memory_order_release);

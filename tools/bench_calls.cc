@@ -131,32 +131,20 @@ class Cycler : public emulator::NodeClient {
 };
 
 struct CoemuRig {
-  AcceptAll acceptor;  // before the nodes: destroyed after them
-  Cycler cycler;
-  BenchPath path;
-  std::unique_ptr<Node> alpha, beta;
+  Cycler cycler;  // before the rig: outlives the nodes
+  CallRig rig;
 };
 
 miniport::Result<std::unique_ptr<CoemuRig>> make_coemu_rig(const BenchCallsOptions& o) {
-  auto rig = std::make_unique<CoemuRig>();
-  const emulator::DataPathOptions data{.busy_poll = o.busy_poll, .poll_window = std::chrono::microseconds(o.poll_us)};
-  rig->path = COEMU_TRY(make_bench_path("tap", 1500));
-  rig->alpha = COEMU_TRY(Node::start(*rig->path.a, {.address = "alpha", .mac = miniport::MacAddress::local(0xa), .data = data, .sig_write_now = o.sig_write_now, .io_thread_signals = o.io_thread_signals}));
-  rig->beta = COEMU_TRY(Node::start(*rig->path.b, {.address = "beta", .mac = miniport::MacAddress::local(0xb), .data = data, .sig_write_now = o.sig_write_now, .io_thread_signals = o.io_thread_signals}));
-  rig->acceptor.node = rig->beta.get();
-  rig->cycler.node = rig->alpha.get();
-  auto af_b = COEMU_TRY(rig->beta->open_af(rig->beta->attach(&rig->acceptor)));
-  COEMU_TRY(rig->beta->register_sap(af_b, kSap));
-  rig->cycler.af = COEMU_TRY(rig->alpha->open_af(rig->alpha->attach(&rig->cycler)));
-  const auto until = Clock::now() + std::chrono::seconds(10);
-  while (!rig->alpha->knows("beta")) {
-    if (Clock::now() > until) {
-      emulator::set_last_error("no HELLO from beta within 10 s");
-      return miniport::fail(Status::kFailure);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return rig;
+  auto r = std::make_unique<CoemuRig>();
+  const emulator::NodeConfig base{
+      .data = {.busy_poll = o.busy_poll, .poll_window = std::chrono::microseconds(o.poll_us)},
+      .sig_write_now = o.sig_write_now,
+      .io_thread_signals = o.io_thread_signals};
+  COEMU_TRY(start_call_rig(r->rig, "tap", base, kSap, r->cycler));
+  r->cycler.node = r->rig.alpha.get();
+  r->cycler.af = r->rig.af;
+  return r;
 }
 
 Run coemu_run(CoemuRig& rig, uint32_t inflight, double seconds) {
@@ -289,6 +277,31 @@ Run tcp_run(TcpRig& rig, uint32_t inflight, double seconds) {
 }
 
 }  // namespace
+
+miniport::Result<void> start_call_rig(CallRig& rig, const std::string& link, const emulator::NodeConfig& base,
+                                      const cm::SapSpec& sap, emulator::NodeClient& client) {
+  rig.path = COEMU_TRY(make_bench_path(link, 1500));
+  emulator::NodeConfig cfg = base;
+  cfg.address = "alpha";
+  cfg.mac = miniport::MacAddress::local(0xa);
+  rig.alpha = COEMU_TRY(Node::start(*rig.path.a, cfg));
+  cfg.address = "beta";
+  cfg.mac = miniport::MacAddress::local(0xb);
+  rig.beta = COEMU_TRY(Node::start(*rig.path.b, cfg));
+  rig.acceptor.node = rig.beta.get();
+  auto af_b = COEMU_TRY(rig.beta->open_af(rig.beta->attach(&rig.acceptor)));
+  COEMU_TRY(rig.beta->register_sap(af_b, sap));
+  rig.af = COEMU_TRY(rig.alpha->open_af(rig.alpha->attach(&client)));
+  const auto until = Clock::now() + std::chrono::seconds(10);
+  while (!rig.alpha->knows("beta")) {
+    if (Clock::now() > until) {
+      emulator::set_last_error("no HELLO from beta within 10 s");
+      return miniport::fail(Status::kFailure);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return {};
+}
 
 int run_bench_calls(const BenchCallsOptions& o, BenchReport& report) {
   auto coemu = make_coemu_rig(o);

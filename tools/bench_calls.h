@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "emulator/node.h"
+#include "tools/bench_datapath.h"
 #include "tools/bench_report.h"
 
 namespace tools {
@@ -32,6 +33,20 @@ class AcceptAll : public emulator::NodeClient {
     if (e.kind == cm::ClientEvent::Kind::kIncomingClose) (void)node->close_call(e.vc);
   }
 };
+
+// Two nodes, alpha and beta, on a bench path ("memory" or "tap"): beta
+// accepts every call on `sap`; `client` is attached on alpha with an AF
+// open (`af`). Ready once alpha has heard beta's HELLO. Declare the client
+// before the rig so it outlives the nodes.
+struct CallRig {
+  AcceptAll acceptor;  // before the nodes: destroyed after them
+  BenchPath path;
+  std::unique_ptr<emulator::Node> alpha, beta;
+  cm::AfOpenId af;
+};
+[[nodiscard]] miniport::Result<void> start_call_rig(CallRig& rig, const std::string& link,
+                                                    const emulator::NodeConfig& base, const cm::SapSpec& sap,
+                                                    emulator::NodeClient& client);
 
 // Runs the cases into the report. Returns the exit code (1 when a path
 // cannot be built, e.g. without root).

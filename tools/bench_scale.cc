@@ -161,31 +161,18 @@ class Holder : public emulator::NodeClient {
 };
 
 struct Rig {
-  AcceptAll acceptor;  // before the nodes: destroyed after them
-  Holder holder;
-  BenchPath path;
-  std::unique_ptr<Node> alpha, beta;
+  Holder holder;  // before the rig: outlives the nodes
+  CallRig calls;
+  Node* alpha() { return calls.alpha.get(); }
+  Node* beta() { return calls.beta.get(); }
 };
 
 miniport::Result<std::unique_ptr<Rig>> make_rig(const BenchScaleOptions& o) {
   auto rig = std::make_unique<Rig>();
-  rig->path = COEMU_TRY(make_bench_path(o.link, 1500));
-  rig->alpha = COEMU_TRY(Node::start(*rig->path.a, {.address = "alpha", .mac = miniport::MacAddress::local(0xa)}));
-  rig->beta = COEMU_TRY(Node::start(*rig->path.b, {.address = "beta", .mac = miniport::MacAddress::local(0xb)}));
-  rig->acceptor.node = rig->beta.get();
-  rig->holder.node = rig->alpha.get();
+  COEMU_TRY(start_call_rig(rig->calls, o.link, {}, kSap, rig->holder));
+  rig->holder.node = rig->alpha();
+  rig->holder.af = rig->calls.af;
   rig->holder.window = o.window;
-  auto af_b = COEMU_TRY(rig->beta->open_af(rig->beta->attach(&rig->acceptor)));
-  COEMU_TRY(rig->beta->register_sap(af_b, kSap));
-  rig->holder.af = COEMU_TRY(rig->alpha->open_af(rig->alpha->attach(&rig->holder)));
-  const auto until = Clock::now() + std::chrono::seconds(10);
-  while (!rig->alpha->knows("beta")) {
-    if (Clock::now() > until) {
-      emulator::set_last_error("no HELLO from beta within 10 s");
-      return miniport::fail(Status::kFailure);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
   return rig;
 }
 
@@ -235,7 +222,7 @@ int run_bench_scale(const BenchScaleOptions& o, BenchReport& report) {
   const double t_large = grow(o.calls);
   if (t_large < 0) return fail("the batch at the top");
   const uint64_t rss_large = resident_bytes();
-  const size_t calls_a = rig.alpha->calls(), calls_b = rig.beta->calls();
+  const size_t calls_a = rig.alpha()->calls(), calls_b = rig.beta()->calls();
   report.progress(fmt::format("scale: {} calls up (alpha holds {}, beta {}); closing them ...", h.up(), calls_a,
                               calls_b));
   // Teardown, the same way round: a batch timed at the top, the rest, and
@@ -256,12 +243,12 @@ int run_bench_scale(const BenchScaleOptions& o, BenchReport& report) {
   const double c_small = close(kSmall);
   if (c_small < 0 || close(0) < 0) return fail("closing");
   // Everything goes: the caller's VCs by its hand, the callee's by its CM.
-  while ((h.drain() > 0 || rig.alpha->calls() > 0 || rig.beta->calls() > 0 || rig.alpha->vcs_in_use() > 0 ||
-          rig.beta->vcs_in_use() > 0) &&
+  while ((h.drain() > 0 || rig.alpha()->calls() > 0 || rig.beta()->calls() > 0 || rig.alpha()->vcs_in_use() > 0 ||
+          rig.beta()->vcs_in_use() > 0) &&
          Clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  const uint32_t left = rig.alpha->vcs_in_use() + rig.beta->vcs_in_use();
-  const auto ta = rig.alpha->sig_counters().transport, tb = rig.beta->sig_counters().transport;
+  const uint32_t left = rig.alpha()->vcs_in_use() + rig.beta()->vcs_in_use();
+  const auto ta = rig.alpha()->sig_counters().transport, tb = rig.beta()->sig_counters().transport;
   report.progress(fmt::format("scale: all closed, {} VCs left; signaling resent {} + {} times (alpha + beta)", left,
                               ta.retransmits + ta.fast_retransmits, tb.retransmits + tb.fast_retransmits));
   if (calls_a != o.calls || calls_b != o.calls || left != 0) return fail("calls or VCs unaccounted for");
