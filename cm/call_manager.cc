@@ -742,7 +742,8 @@ void CallManager::drop_stale_deadlines() const {
     std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
     deadlines_.pop_back();
   }
-  deadlines_.shrink_to_fit();  // a quiet node gives the queue's memory back
+  // A quiet node gives back what a crowd of calls made the queue grow to.
+  if (deadlines_.capacity() > 4096) deadlines_.shrink_to_fit();
 }
 
 void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) {
