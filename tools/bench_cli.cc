@@ -105,6 +105,9 @@ void add_scale(CLI::App* bench, BenchCommand& b) {
                "Example: coemu bench scale --calls 1000000 --json");
   c->add_option("--calls", o.calls, "Live calls at the top")->capture_default_str()->check(CLI::Range(3000u, 1'040'000u));
   c->add_option("--batch", o.batch, "Calls in each timed batch")->capture_default_str()->check(CLI::Range(1u, 100'000u));
+  c->add_option("--repeat", o.repeat, "Timed batches at each end (set up, then closed); medians are reported")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 100u));
   c->add_option("--window", o.window, "Calls being set up at a time")->capture_default_str()->check(CLI::Range(1u, 65'536u));
   c->add_option("--timeout", o.timeout_s, "Give up after this many seconds")->capture_default_str()->check(CLI::Range(1.0, 86400.0));
   c->add_option("--link", o.link, "memory, or tap (two TAPs on a bridge in a namespace of its own; root)")
@@ -153,7 +156,7 @@ int run_bench(BenchCommand& b) {
       b.datapath.links = b.latency.links = "memory";
       report.progress("not root: memory-wire cases only (TAP, veth and TCP need CAP_NET_ADMIN)");
     }
-    b.latency.repeat = b.calls.repeat = b.datapath.repeat;
+    b.latency.repeat = b.calls.repeat = b.scale.repeat = b.datapath.repeat;
     b.calls.seconds = b.datapath.seconds;
     if (b.scale.calls < 1000 + 2 * b.scale.batch) b.scale.batch = (b.scale.calls - 1000) / 2;
     for (int r : {run_bench_datapath(b.datapath, report), run_bench_latency(b.latency, report),

@@ -36,21 +36,28 @@ uint64_t resident_bytes() {
 }
 
 // Holds calls from alpha to beta: grows them to a target with `window` being
-// set up at a time, or closes them all, from its callbacks on alpha's
-// control context; the main thread sets targets and waits.
+// set up at a time, or closes the newest ones (a timed batch goes as it
+// came, leaving the calls around it untouched), from its callbacks on
+// alpha's control context; the main thread sets targets and waits.
 class Holder : public emulator::NodeClient {
  public:
   Node* node = nullptr;
   cm::AfOpenId af;
   uint32_t window = 256;
 
-  void grow_to(uint64_t n) {
-    target_ = n;
+  // Sets up calls until `live` are up.
+  void grow_to(uint64_t live) {
+    closing_ = false;
+    target_ = closed_.load() + live;  // target_, placed_ and up_ count every call ever made
     top_up();
   }
-  // Closes the oldest calls until `live` are left.
+  // Closes the newest calls until `live` are left.
   void close_down_to(uint64_t live) {
-    close_target_ = up_.load() - live;
+    {
+      std::lock_guard lock(mu_);
+      to_close_ = vcs_.size() > live ? vcs_.size() - live : 0;
+      close_target_ = closed_.load() + to_close_;  // counts every close ever made
+    }
     closing_ = true;
     top_up();
   }
@@ -120,13 +127,14 @@ class Holder : public emulator::NodeClient {
         return;
       }
       if (closing_) {
-        const uint64_t i = next_close_.fetch_add(1);
         VcId vc;
-        if (i < close_target_.load()) {
+        {
           std::lock_guard lock(mu_);
-          if (i < vcs_.size()) vc = vcs_[i];
-        } else {
-          next_close_.fetch_sub(1);
+          if (to_close_ > 0 && !vcs_.empty()) {
+            vc = vcs_.back();
+            vcs_.pop_back();
+            --to_close_;
+          }
         }
         if (!vc.valid() || node->close_call(vc) != Status::kPending) {
           if (vc.valid()) failed_.fetch_add(1);
@@ -151,12 +159,13 @@ class Holder : public emulator::NodeClient {
     }
   }
 
-  std::atomic<uint64_t> target_{0}, placed_{0}, up_{0}, closed_{0}, failed_{0}, next_close_{0}, close_target_{0};
+  std::atomic<uint64_t> target_{0}, placed_{0}, up_{0}, closed_{0}, failed_{0}, close_target_{0};
+  uint64_t to_close_ = 0;  // under mu_: closes still to start
   std::atomic<uint32_t> in_flight_{0};
   std::atomic<bool> closing_{false};
   std::mutex mu_;  // never held while calling into the node
   std::condition_variable cv_;
-  std::vector<VcId> vcs_;  // the calls that are up, in order
+  std::vector<VcId> vcs_;  // the calls that are up and not being closed, oldest first
   std::vector<VcId> to_delete_;
 };
 
@@ -214,20 +223,9 @@ int run_bench_scale(const BenchScaleOptions& o, BenchReport& report) {
   };
   report.progress(fmt::format("scale: {} calls alpha -> beta on the {}, {} in setup at a time ...", o.calls,
                               o.link == "tap" ? "TAPs" : "memory wire", o.window));
-  if (grow(kSmall) < 0) return fail("setting up the first 1000 calls");
-  const uint64_t rss_small = resident_bytes();
-  const double t_small = grow(kSmall + o.batch);
-  if (t_small < 0) return fail("the batch next to 1000 calls");
-  if (grow(o.calls - o.batch) < 0) return fail("growing");
-  const double t_large = grow(o.calls);
-  if (t_large < 0) return fail("the batch at the top");
-  const uint64_t rss_large = resident_bytes();
-  const size_t calls_a = rig.alpha()->calls(), calls_b = rig.beta()->calls();
-  report.progress(fmt::format("scale: {} calls up (alpha holds {}, beta {}); closing them ...", h.up(), calls_a,
-                              calls_b));
-  // Teardown, the same way round: a batch timed at the top, the rest, and
-  // a batch timed next to 1000 calls.
-  auto close = [&](uint64_t live) -> double {
+  // Each repetition sets up a batch and closes it again: next to 1000 live
+  // calls, then next to calls - batch (the top).
+  const auto close = [&](uint64_t live) -> double {
     const auto t0 = Clock::now();
     h.close_down_to(live);
     while (!h.wait_settled(std::min(give_up, Clock::now() + std::chrono::seconds(1)))) {
@@ -238,10 +236,30 @@ int run_bench_scale(const BenchScaleOptions& o, BenchReport& report) {
     h.drain();  // (untimed: the caller's deletes are the client's business)
     return h.failed() ? -1 : took;
   };
-  const double c_large = close(o.calls - o.batch);
-  if (c_large < 0 || close(kSmall + o.batch) < 0) return fail("closing");
-  const double c_small = close(kSmall);
-  if (c_small < 0 || close(0) < 0) return fail("closing");
+  // A batch up and down next to `live` calls: rates in calls/s, or false.
+  const auto timed_batch = [&](uint64_t live, std::vector<double>& up, std::vector<double>& down) {
+    const double t_up = grow(live + o.batch);
+    if (t_up < 0) return false;
+    const double t_down = close(live);
+    if (t_down < 0) return false;
+    up.push_back(o.batch / t_up);
+    down.push_back(o.batch / t_down);
+    return true;
+  };
+  if (grow(kSmall) < 0) return fail("setting up the first 1000 calls");
+  const uint64_t rss_small = resident_bytes();
+  std::vector<double> up_small, down_small, up_large, down_large;
+  for (uint32_t i = 0; i < o.repeat; ++i)
+    if (!timed_batch(kSmall, up_small, down_small)) return fail("the batch next to 1000 calls");
+  if (grow(o.calls - o.batch) < 0) return fail("growing");
+  if (grow(o.calls) < 0) return fail("growing to the top");
+  const uint64_t rss_large = resident_bytes();
+  const size_t calls_a = rig.alpha()->calls(), calls_b = rig.beta()->calls();
+  if (close(o.calls - o.batch) < 0) return fail("closing");
+  for (uint32_t i = 0; i < o.repeat; ++i)
+    if (!timed_batch(o.calls - o.batch, up_large, down_large)) return fail("the batch at the top");
+  report.progress(fmt::format("scale: closing the last {} calls ...", o.calls - o.batch));
+  if (close(0) < 0) return fail("closing");
   // Everything goes: the caller's VCs by its hand, the callee's by its CM.
   while ((h.drain() > 0 || rig.alpha()->calls() > 0 || rig.beta()->calls() > 0 || rig.alpha()->vcs_in_use() > 0 ||
           rig.beta()->vcs_in_use() > 0) &&
@@ -258,10 +276,10 @@ int run_bench_scale(const BenchScaleOptions& o, BenchReport& report) {
   // Each rate at the top against the same batch next to 1000 live calls.
   const std::string near = "next to 1000";
   const std::string top_at = top + (o.link == "tap" ? "_tap" : "");
-  report.add({.suite = "scale", .name = "setup_rate_at_" + top_at, .unit = "calls/s", .value = o.batch / t_large,
-              .baseline = o.batch / t_small, .baseline_kind = near});
-  report.add({.suite = "scale", .name = "teardown_rate_at_" + top_at, .unit = "calls/s", .value = o.batch / c_large,
-              .baseline = o.batch / c_small, .baseline_kind = near});
+  report.add({.suite = "scale", .name = "setup_rate_at_" + top_at, .unit = "calls/s", .value = median(up_large),
+              .baseline = median(up_small), .values = up_large, .baselines = up_small, .baseline_kind = near});
+  report.add({.suite = "scale", .name = "teardown_rate_at_" + top_at, .unit = "calls/s", .value = median(down_large),
+              .baseline = median(down_small), .values = down_large, .baselines = down_small, .baseline_kind = near});
   // The process's resident growth per call per node (both nodes live in
   // this process); the baseline is the 512-byte budget.
   report.add({.suite = "scale", .name = "memory_per_call_per_node" + std::string(o.link == "tap" ? "_tap" : ""), .unit = "bytes", .value = per_call,

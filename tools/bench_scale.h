@@ -16,6 +16,7 @@ struct BenchScaleOptions {
   uint32_t calls = 1'000'000;  // live calls at the top (at most 1,040,000: the VC table's size)
   uint32_t batch = 10'000;     // calls in each timed batch
   uint32_t window = 256;       // calls being set up at once
+  uint32_t repeat = 5;         // timed batches (up and down) at each end; medians are reported
   double timeout_s = 900;      // the whole run gives up after this long
   std::string link = "memory"; // memory, or tap (two TAPs on a bridge; root)
 };

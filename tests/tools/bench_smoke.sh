@@ -20,7 +20,15 @@ case "$suite" in
     trap 'rm -rf "$dir"' EXIT
     out=$("$coemu" bench latency --links memory --rounds 50 --repeat 1 --json --plot "$dir/b.png")
     # A PNG, and not an empty one.
-    python3 -c 'import sys; b = open(sys.argv[1], "rb").read(); assert b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) > 2000, len(b)' "$dir/b.png" ;;
+    python3 -c 'import sys; b = open(sys.argv[1], "rb").read(); assert b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) > 2000, len(b)' "$dir/b.png"
+    # Without gnuplot: the table still comes, the exit code is 1 and the
+    # message says what to install.
+    rc=0
+    PATH=/nonexistent "$coemu" bench latency --links memory --rounds 20 --repeat 1 --plot "$dir/c.png" \
+      >"$dir/out" 2>"$dir/err" || rc=$?
+    [ "$rc" -eq 1 ] || { echo "no gnuplot: exit $rc, expected 1"; exit 1; }
+    grep -q "gnuplot" "$dir/err" || { echo "no gnuplot: the message does not say so"; cat "$dir/err"; exit 1; }
+    grep -q "memory_blocking_rtt_p50" "$dir/out" || { echo "no gnuplot: the table is missing"; exit 1; } ;;
   calls)
     if [ "$(id -u)" -ne 0 ] || ! [ -w /dev/net/tun ]; then
       echo "skipped: bench calls needs root (CAP_NET_ADMIN)"; exit 77
