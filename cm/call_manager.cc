@@ -868,7 +868,9 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
 }
 
 void CallManager::send_message(const MacAddress& peer, const Message& m, Time now, CmOutput& out) {
-  std::vector<uint8_t> body(kMaxBody);
+  // On the stack, not zeroed: a message is encoded, handed to the transport
+  // (which copies it) and forgotten, a few times per call.
+  std::array<uint8_t, kMaxBody> body;
   auto n = encode_message(m, body);
   if (!n) return;
   if (m.type == MsgType::kStatus) ++c_.status_sent;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <string>
 #include <vector>
 
@@ -93,6 +95,11 @@ TEST(SigCodec, EveryMessageTypeRoundTrips) {
     std::vector<uint8_t> out(512);
     auto n = encode_message(m, out);
     ASSERT_TRUE(n.has_value()) << to_string(m.type);
+    // The encoder writes every byte it reports, reserved ones included: the
+    // call manager encodes into a buffer it does not clear.
+    std::vector<uint8_t> dirty(512, 0xAA);
+    ASSERT_EQ(encode_message(m, dirty), n);
+    EXPECT_TRUE(std::equal(out.begin(), out.begin() + static_cast<long>(*n), dirty.begin())) << to_string(m.type);
     Decoded d = decode_message(std::span(out).first(*n));
     ASSERT_EQ(d.verdict, Verdict::kOk) << to_string(m.type);
     EXPECT_EQ(d.msg.type, m.type);
