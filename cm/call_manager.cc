@@ -230,8 +230,7 @@ Status CallManager::delete_vc(VcId vc) {
   if (it->call || it->pvc || it->root) return Status::kNotAccepted;  // R30: a call is on it
   if (auto r = vcs_.remove(vc); !r) return r.error();
   afs_.remove(it->af, Held::kVc);
-  vcs_info_.erase(vc.slot);
-  vc_names_.erase(vc.slot);
+  forget_vc(vc.slot);
   return Status::kSuccess;
 }
 
@@ -368,8 +367,7 @@ Status CallManager::start_call(VcId vc, std::string_view called, const SapSpec& 
   const Key k{*mac, ref, true, 0};
   CallActions acts;
   Call c{.fsm = CallFsm::outgoing(ref, now, cfg_.timers, acts), .peer = *mac, .ref = ref,
-         .peer_name = names_.acquire(addr), .vc = vc, .client = it->client, .af = it->af};
-  c.originated = true;
+         .peer_name = names_.acquire(addr), .vc = vc, .client = it->client, .af = it->af, .originated = true};
   if (multipoint) {
     c.p2mp = true;
     c.party = next_party_++;
@@ -439,11 +437,8 @@ Result<uint32_t> CallManager::add_party(VcId vc, std::string_view called, const 
   const Key k{mac, v.ref, true, e};
   CallActions acts;
   Call c{.fsm = CallFsm::outgoing(v.ref, now, cfg_.timers, acts), .peer = mac, .endpoint = e, .ref = v.ref,
-         .peer_name = names_.acquire(addr), .vc = vc, .client = info.client, .af = info.af};
-  c.originated = true;
-  c.p2mp = true;
-  c.endpoint = e;
-  c.via_add_party = true;
+         .peer_name = names_.acquire(addr), .vc = vc, .client = info.client, .af = info.af, .originated = true,
+         .p2mp = true, .via_add_party = true};
   c.party = next_party_++;
   c.leaf = static_cast<uint8_t>(std::countr_one(used));
   c.traffic = v.traffic;
@@ -470,7 +465,7 @@ size_t CallManager::parties(VcId vc) const {
   return n;
 }
 
-size_t CallManager::other_live_parties(const VcInfo& v, uint32_t except) {
+size_t CallManager::other_live_parties(const VcInfo& v, uint32_t except) const {
   if (!v.root) return 0;
   size_t n = 0;
   for (uint32_t p : v.root->parties) {
@@ -521,13 +516,13 @@ std::optional<MsgType> CallManager::party_wire_type(const Call& c, MsgType t) {
   }
 }
 
-ClientEvent::Kind CallManager::root_party_event(const Call& c, CallIndication i) {
+ClientEvent::Kind CallManager::root_party_event(const Call& c, CallIndication i) const {
   switch (i) {
     case CallIndication::kMakeCallComplete:
       return c.via_add_party ? ClientEvent::Kind::kAddPartyComplete : ClientEvent::Kind::kMakeCallComplete;
     case CallIndication::kIncomingClose: {
       // R60: a party that is not the last leaves as an incoming drop.
-      VcInfo* v = vcs_info_.find(c.vc.slot);
+      const VcInfo* v = vcs_info_.find(c.vc.slot);
       const bool others = v && other_live_parties(*v, c.party) > 0;
       return others ? ClientEvent::Kind::kIncomingDropParty : ClientEvent::Kind::kIncomingClose;
     }
@@ -734,16 +729,24 @@ void CallManager::queue_deadlines(uint32_t slot, Call& c) {
   }
 }
 
+void CallManager::pop_deadline() const {
+  std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+  deadlines_.pop_back();
+}
+
 void CallManager::drop_stale_deadlines() const {
-  auto& calls = const_cast<CallTable<Call>&>(calls_);  // lookups only
   while (!deadlines_.empty()) {
     const auto [at, slot] = deadlines_.front();
-    if (const Call* c = calls.at(slot); c && c->fsm.due_at(at)) return;
-    std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
-    deadlines_.pop_back();
+    if (const Call* c = calls_.at(slot); c && c->fsm.due_at(at)) return;
+    pop_deadline();
   }
   // A quiet node gives back what a crowd of calls made the queue grow to.
   if (deadlines_.capacity() > 4096) deadlines_.shrink_to_fit();
+}
+
+void CallManager::forget_vc(uint32_t slot) {
+  vcs_info_.erase(slot);
+  vc_names_.erase(slot);
 }
 
 void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) {
@@ -1187,10 +1190,7 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
   CallActions acts;
   Call c{.fsm = CallFsm::incoming(m.call_ref, *m.vci, cfg_.timers, acts), .peer = src, .endpoint = endpoint,
          .ref = m.call_ref, .peer_name = names_.acquire(peer_address), .vc = *vc, .client = client,
-         .af = af_it->second, .incoming_sap = *sap};
-  c.cm_vc = true;
-  c.p2mp = p2mp;
-  c.via_add_party = add_party;
+         .af = af_it->second, .incoming_sap = *sap, .cm_vc = true, .p2mp = p2mp, .via_add_party = add_party};
   c.traffic = offered;
   reserve(*calls_.at(calls_.emplace(k, std::move(c))), offered);
   vcs_info_.put(vc->slot, VcInfo{af_it->second, client, k}).gen = vc->gen;
@@ -1278,8 +1278,7 @@ void CallManager::on_timer(Time now, CmOutput& out) {
   std::vector<Key> due;
   while (!deadlines_.empty() && deadlines_.front().first <= now) {
     const auto [at, slot] = deadlines_.front();
-    std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
-    deadlines_.pop_back();
+    pop_deadline();
     if (const Call* c = calls_.at(slot); c && c->fsm.due_at(at)) due.push_back(CallTable<Call>::key_of(*c));
   }
   for (const Key& k : due) {
@@ -1301,8 +1300,7 @@ void CallManager::on_timer(Time now, CmOutput& out) {
       gone.vc = vc;
       out.events.push_back(gone);
       afs_.remove(it->af, Held::kCmVc);
-      vcs_info_.erase(vc.slot);
-      vc_names_.erase(vc.slot);
+      forget_vc(vc.slot);
     }
     return true;
   });

@@ -455,10 +455,10 @@ class CallManager {
   // (nullopt: not sent, e.g. CONNECT_ACK to an ADD_PARTY_ACK).
   static std::optional<MsgType> party_wire_type(const Call& c, MsgType fsm_type);
   // What the client of a root party is told for the machine's indication.
-  ClientEvent::Kind root_party_event(const Call& c, CallIndication i);
+  ClientEvent::Kind root_party_event(const Call& c, CallIndication i) const;
   // Live parties of the root call on `vc` other than `except` not already
   // leaving on the peer's word.
-  size_t other_live_parties(const VcInfo& v, uint32_t except);
+  size_t other_live_parties(const VcInfo& v, uint32_t except) const;
   std::vector<Key> keys_of_call(const MacAddress& peer, uint32_t ref, bool originated);
   void send_message(const MacAddress& peer, const Message& m, Time now, CmOutput& out);
   void flush(Actions& ta, Time now, CmOutput& out);
@@ -491,7 +491,10 @@ class CallManager {
   using Deadline = std::pair<Time, uint32_t>;
   mutable std::vector<Deadline> deadlines_;
   void queue_deadlines(uint32_t slot, Call& c);
+  void pop_deadline() const;  // the earliest entry goes
   void drop_stale_deadlines() const;
+  // Forgets what the CM knew of a deleted VC (its info and R36 name).
+  void forget_vc(uint32_t slot);
   const SapSpec* setup_sap_ = nullptr;   // the SAP of the SETUP start_call/add_party is sending
   std::map<uint32_t, AfOpenId> sap_af_;  // by SAP slot
   std::map<uint32_t, Pvc> pvcs_;         // configured PVCs by rx label (R68)

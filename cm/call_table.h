@@ -36,9 +36,6 @@ struct CallKey {
   uint32_t ref = 0;         // without the direction bit
   bool originated = false;  // we sent the SETUP
   uint16_t party = 0;       // the party's ENDPOINT_REF (0 for point-to-point calls)
-  [[nodiscard]] bool same_call(const CallKey& o) const {
-    return peer == o.peer && ref == o.ref && originated == o.originated;
-  }
   friend bool operator==(const CallKey&, const CallKey&) = default;
 };
 
@@ -50,11 +47,11 @@ class CallTable {
   [[nodiscard]] size_t size() const noexcept { return size_; }
 
   // The party `k`, or nullptr.
-  T* find(const CallKey& k) {
+  T* find(const CallKey& k) { return const_cast<T*>(std::as_const(*this).find(k)); }
+  const T* find(const CallKey& k) const {
     const uint32_t s = find_slot(k);
     return s == kNone ? nullptr : at(s);
   }
-  const T* find(const CallKey& k) const { return const_cast<CallTable*>(this)->find(k); }
   // The first party (lowest ENDPOINT_REF) of the call `k` names, if any.
   [[nodiscard]] std::optional<CallKey> first_party(const CallKey& k) const {
     const uint32_t s = head(k);
@@ -71,9 +68,10 @@ class CallTable {
     return kNone;
   }
   // The object in a live slot; nullptr for a free one.
-  T* at(uint32_t slot) {
+  T* at(uint32_t slot) { return const_cast<T*>(std::as_const(*this).at(slot)); }
+  const T* at(uint32_t slot) const {
     if (slot >= cells_) return nullptr;
-    auto& c = cell(slot);
+    const auto& c = cell(slot);
     return c.value ? &*c.value : nullptr;
   }
   [[nodiscard]] static CallKey key_of(const T& v) { return CallKey{v.peer, v.ref, v.originated, v.endpoint}; }

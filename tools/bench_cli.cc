@@ -130,9 +130,7 @@ void add_bench_command(CLI::App& app, BenchCommand& b) {
       "all", "Every suite in turn with its defaults (datapath, latency, calls, scale), one table at the\n"
              "end. TAP, veth and TCP cases need root; without it the memory-wire cases still run.\n"
              "Example: coemu bench all --json > bench.json");
-  double* seconds = &b.datapath.seconds;
-  uint32_t* repeat = &b.datapath.repeat;
-  add_timing_options(b.all_cmd, *seconds, *repeat, "Seconds per throughput and call-rate case",
+  add_timing_options(b.all_cmd, b.datapath.seconds, b.datapath.repeat, "Seconds per throughput and call-rate case",
                      "Repetitions of each case (medians reported)");
   b.all_cmd->add_option("--rounds", b.latency.rounds, "Round trips per latency case and repetition")
       ->capture_default_str()

@@ -413,12 +413,27 @@ std::vector<double> engine_rtt(Path& p, uint32_t rounds, const BenchDatapathOpti
   return std::move(pinger.us);
 }
 
+// The paths --links names: memory, tap or both.
+std::vector<std::string> link_kinds(const std::string& links) {
+  std::vector<std::string> kinds;
+  if (links == "memory" || links == "both") kinds.push_back("memory");
+  if (links == "tap" || links == "both") kinds.push_back("tap");
+  return kinds;
+}
+
+// make_bench_path, saying why on stderr when it cannot be built.
+std::optional<BenchPath> open_path(const std::string& kind, uint32_t mtu) {
+  auto path = make_bench_path(kind, mtu);
+  if (path) return std::move(*path);
+  fmt::print(stderr, "coemu bench: cannot build the {} path: {}{}\n", kind, emulator::last_error(),
+             kind == "tap" ? " (TAP cases need root; try --links memory)" : "");
+  return std::nullopt;
+}
+
 }  // namespace
 
 int run_bench_datapath(const BenchDatapathOptions& o, BenchReport& report) {
-  std::vector<std::string> kinds;
-  if (o.links == "memory" || o.links == "both") kinds.push_back("memory");
-  if (o.links == "tap" || o.links == "both") kinds.push_back("tap");
+  const std::vector<std::string> kinds = link_kinds(o.links);
   if (kinds.empty()) {
     fmt::print(stderr, "coemu bench: --links must be memory, tap or both, got '{}'\n", o.links);
     return 2;
@@ -428,10 +443,8 @@ int run_bench_datapath(const BenchDatapathOptions& o, BenchReport& report) {
     const std::string raw_kind = kind == "tap" ? "raw TAP write" : "raw memory";
     for (uint32_t size : o.sizes) {
       const uint32_t mtu = size + 22 > 1500 ? 65521 : 1500;
-      auto path = make_bench_path(kind, mtu);
+      auto path = open_path(kind, mtu);
       if (!path) {
-        fmt::print(stderr, "coemu bench: cannot build the {} path: {}{}\n", kind, emulator::last_error(),
-                   kind == "tap" ? " (TAP cases need root; try --links memory)" : "");
         rc = 1;
         break;
       }
@@ -535,16 +548,11 @@ std::vector<double> udp_rtt(uint32_t rounds) {
 }  // namespace
 
 int run_bench_latency(const BenchLatencyOptions& o, BenchReport& report) {
-  std::vector<std::string> kinds;
-  if (o.links == "memory" || o.links == "both") kinds.push_back("memory");
-  if (o.links == "tap" || o.links == "both") kinds.push_back("tap");
   int rc = 0;
   std::vector<double> tap_blocking, tap_blocking_p50;  // the engine's TAP figures, for the UDP comparison
-  for (const auto& kind : kinds) {
-    auto path = make_bench_path(kind, 1500);
+  for (const auto& kind : link_kinds(o.links)) {
+    auto path = open_path(kind, 1500);
     if (!path) {
-      fmt::print(stderr, "coemu bench: cannot build the {} path: {}{}\n", kind, emulator::last_error(),
-                 kind == "tap" ? " (TAP cases need root; try --links memory)" : "");
       rc = 1;
       continue;
     }

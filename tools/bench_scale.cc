@@ -205,16 +205,25 @@ int run_bench_scale(const BenchScaleOptions& o, BenchReport& report) {
   Rig& rig = **made;
   Holder& h = rig.holder;
   const auto give_up = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.timeout_s));
-  // Grows to n calls, printing progress once a second; the seconds it took, or -1.
+  // Waits for what was asked of the holder, showing `progress()` once a
+  // second; false when the run gives up.
+  const auto settle = [&](auto progress) {
+    while (!h.wait_settled(std::min(give_up, Clock::now() + std::chrono::seconds(1)))) {
+      if (Clock::now() >= give_up) return false;
+      report.progress(progress());
+    }
+    return true;
+  };
+  // Grows to n calls; the seconds it took, or -1.
   auto grow = [&](uint64_t n) -> double {
     const auto t0 = Clock::now();
     const uint64_t from = h.up();
     h.grow_to(n);
-    while (!h.wait_settled(std::min(give_up, Clock::now() + std::chrono::seconds(1)))) {
-      if (Clock::now() >= give_up) return -1;
-      report.progress(fmt::format("scale: {} calls up ({:.0f} calls/s) ...", h.up(),
-                                  static_cast<double>(h.up() - from) / seconds_since(t0)));
-    }
+    if (!settle([&] {
+          return fmt::format("scale: {} calls up ({:.0f} calls/s) ...", h.up(),
+                             static_cast<double>(h.up() - from) / seconds_since(t0));
+        }))
+      return -1;
     return h.failed() ? -1 : seconds_since(t0);
   };
   auto fail = [&](const char* what) {
@@ -228,10 +237,7 @@ int run_bench_scale(const BenchScaleOptions& o, BenchReport& report) {
   const auto close = [&](uint64_t live) -> double {
     const auto t0 = Clock::now();
     h.close_down_to(live);
-    while (!h.wait_settled(std::min(give_up, Clock::now() + std::chrono::seconds(1)))) {
-      if (Clock::now() >= give_up) return -1;
-      report.progress(fmt::format("scale: {} calls closed ...", h.closed()));
-    }
+    if (!settle([&] { return fmt::format("scale: {} calls closed ...", h.closed()); })) return -1;
     const double took = seconds_since(t0);
     h.drain();  // (untimed: the caller's deletes are the client's business)
     return h.failed() ? -1 : took;
@@ -272,17 +278,17 @@ int run_bench_scale(const BenchScaleOptions& o, BenchReport& report) {
   if (calls_a != o.calls || calls_b != o.calls || left != 0) return fail("calls or VCs unaccounted for");
 
   const double per_call = static_cast<double>(rss_large - rss_small) / (2.0 * (o.calls - kSmall));
-  const std::string top = fmt::format("{}", o.calls);
   // Each rate at the top against the same batch next to 1000 live calls.
   const std::string near = "next to 1000";
-  const std::string top_at = top + (o.link == "tap" ? "_tap" : "");
+  const std::string link = o.link == "tap" ? "_tap" : "";
+  const std::string top_at = fmt::format("{}{}", o.calls, link);
   report.add({.suite = "scale", .name = "setup_rate_at_" + top_at, .unit = "calls/s", .value = median(up_large),
               .baseline = median(up_small), .values = up_large, .baselines = up_small, .baseline_kind = near});
   report.add({.suite = "scale", .name = "teardown_rate_at_" + top_at, .unit = "calls/s", .value = median(down_large),
               .baseline = median(down_small), .values = down_large, .baselines = down_small, .baseline_kind = near});
   // The process's resident growth per call per node (both nodes live in
   // this process); the baseline is the 512-byte budget.
-  report.add({.suite = "scale", .name = "memory_per_call_per_node" + std::string(o.link == "tap" ? "_tap" : ""), .unit = "bytes", .value = per_call,
+  report.add({.suite = "scale", .name = "memory_per_call_per_node" + link, .unit = "bytes", .value = per_call,
               .baseline = 512, .baseline_kind = "budget"});
   return 0;
 }
