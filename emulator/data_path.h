@@ -111,7 +111,9 @@ struct DataPathOptions {
   uint32_t buffer_size = 0;     // 0 = link MTU + 14, rounded up to 64
   uint32_t tx_ring = 4096;      // send ring slots (power of two)
   uint32_t batch = 32;          // frames per read/write batch (1..64)
-  bool busy_poll = false;       // never block: lowest latency, one core spent
+  // Never block: lowest latency, one core spent. A send from the I/O
+  // thread's own upcall is then written at once when nothing is queued ahead.
+  bool busy_poll = false;
   // After a round that moved frames, keep polling this long before blocking:
   // an answer that comes back within it (a signaling hop, a round trip) is
   // picked up without a wake-up, which costs ~30 us on an idle vCPU. An idle
@@ -181,6 +183,9 @@ class DataPath {
   void indicate_carrier(bool up);
 
   [[nodiscard]] const miniport::PacketPool& pool() const noexcept { return *pool_; }
+  // Pool buffers held by clients, rings, the wire and upcalls: not in the
+  // pool and not among the I/O threads' idle receive buffers (0 at rest).
+  [[nodiscard]] size_t buffers_in_use() const noexcept;
   // How many workers receive through an io_uring ring (the rest use read()).
   [[nodiscard]] uint32_t uring_receivers() const noexcept;
   [[nodiscard]] DataPathCounters counters() const noexcept;
@@ -216,6 +221,7 @@ class DataPath {
     [[nodiscard]] size_t ring_room(bool sig) const noexcept;  // free ring slots for data or signaling
     bool send_group(std::span<TxItem> items) noexcept;  // all of them through the ring, or none
     void add(DataPathCounters& c) const noexcept;
+    uint32_t idle_rx_buffers() const noexcept { return rx_idle_bufs_.load(std::memory_order_acquire); }
     [[nodiscard]] bool uring_rx() const noexcept { return rx_ring_ != nullptr; }
 
    private:
@@ -233,7 +239,7 @@ class DataPath {
     // Completes items to the handler; abort = they never reached the wire.
     void complete(std::span<TxItem> items, bool abort) noexcept;
     // Sender side of inline transmit; returns how many of items it settled.
-    size_t send_inline(std::span<TxItem> items) noexcept;
+    size_t send_inline(std::span<TxItem> items, bool own) noexcept;
     bool deliver_done() noexcept;
     bool try_lock_tx() noexcept { return !tx_lock_.exchange(true, std::memory_order_acquire); }
     void unlock_tx() noexcept { tx_lock_.store(false, std::memory_order_release); }
@@ -268,15 +274,20 @@ class DataPath {
     std::unique_ptr<miniport::MpscRing<TxItem>> tx_ring_;
     size_t ring_reserve_ = 1;  // slots only signaling may take
     uint32_t idle_rounds_ = 0;  // busy poll: rounds that found nothing to do
+    bool wrote_ = false;        // this round wrote frames to the link
     UniqueFd epoll_;
     UniqueFd wake_fd_;
     uint32_t reader_ = 0;
 
     std::array<TxItem, kMaxBatch> tx_items_{};
     uint32_t tx_pending_ = 0;  // items in tx_items_ the link has not taken yet
+    std::array<TxItem, kMaxBatch> tx_finished_{};  // do_tx's items to complete
     std::array<std::span<const uint8_t>, kMaxBatch> tx_spans_{};
     std::array<TxCompletion, kMaxBatch> completions_{};
     std::array<BufRef, kMaxBatch> rx_bufs_{};
+    uint32_t rx_held_ = 0;  // rx_bufs_[0, rx_held_) hold pool buffers
+    bool rx_idle_ = true;   // the last round read nothing
+    std::atomic<uint32_t> rx_idle_bufs_{0};  // rx_held_ for buffers_in_use()
     std::array<RxFrame, kMaxBatch> rx_slots_{};
     std::array<RxPacket, kMaxBatch> rx_packets_{};
     bool rx_sig_ = false;  // this batch handed up SIG frames
