@@ -10,7 +10,6 @@ namespace {
 std::span<const uint8_t> bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
-constexpr size_t kMaxBody = 2048;
 // What a FLOWSPEC holds of the link: guaranteed and controlled-load rates.
 uint64_t reserved_rate(const FlowSpec& f) { return f.service_type == 2 || f.service_type == 3 ? f.token_rate : 0; }
 // TRAFFIC is sent as its sender sees it: the other end's transmit is our receive.
@@ -873,7 +872,7 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
 void CallManager::send_message(const MacAddress& peer, const Message& m, Time now, CmOutput& out) {
   // On the stack, not zeroed: a message is encoded, handed to the transport
   // (which copies it) and forgotten, a few times per call.
-  std::array<uint8_t, kMaxBody> body;
+  std::array<uint8_t, kMaxMessageBody> body;
   auto n = encode_message(m, body);
   if (!n) return;
   if (m.type == MsgType::kStatus) ++c_.status_sent;

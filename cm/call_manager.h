@@ -107,6 +107,9 @@ struct Issued {
   operator Id() const { return id; }  // NOLINT(google-explicit-constructor): reads as its handle
 };
 
+// The largest message body the CM encodes.
+inline constexpr size_t kMaxMessageBody = 2048;
+
 // One SIG frame to put on the wire: Ethernet destination and the payload
 // after the Ethernet header (SIG header + body).
 struct SigOut {

@@ -1,5 +1,6 @@
 #include "emulator/control_socket.h"
 
+#include <pthread.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -139,6 +140,7 @@ ControlSocket::~ControlSocket() {
 }
 
 void ControlSocket::run() {
+  pthread_setname_np(pthread_self(), "coemu-ctlsock");
   while (true) {
     pollfd p[2] = {{listen_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
     if (::poll(p, 2, -1) < 0) {

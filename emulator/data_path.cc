@@ -741,6 +741,8 @@ void DataPath::indicate_carrier(bool up) {
 
 void DataPath::Worker::run() noexcept {
   t_worker = this;
+  const std::string name = "coemu-io" + std::to_string(q_);  // for top -H, perf and gdb
+  pthread_setname_np(pthread_self(), name.c_str());
   if (opts_.cpu >= 0) {
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     cpu_set_t set;

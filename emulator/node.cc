@@ -1,5 +1,6 @@
 #include "emulator/node.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -148,24 +149,30 @@ auto Node::cm_request(F&& fn) {
 
 void Node::emit(cm::CmOutput& out) {
   for (const cm::SigOut& f : out.frames) {
-    // Ethernet header, SIG payload, padding to the 60-byte minimum.
-    std::vector<uint8_t> frame(std::max<size_t>(miniport::kEthHeaderLen + f.payload.size(), miniport::kMinEthFrame));
+    // Ethernet header, SIG payload, padding to the 60-byte minimum; on the
+    // stack, as every SIG message passes here.
+    SigFrameBuf frame;
+    const size_t len = std::max<size_t>(miniport::kEthHeaderLen + f.payload.size(), miniport::kMinEthFrame);
+    if (len > frame.size()) continue;  // larger than any SIG message the CM encodes
     std::memcpy(frame.data(), f.dst.bytes.data(), 6);
     std::memcpy(frame.data() + 6, cfg_.mac.bytes.data(), 6);
     miniport::store_be16(frame.data() + 12, miniport::kEtherTypeSig);
     std::memcpy(frame.data() + miniport::kEthHeaderLen, f.payload.data(), f.payload.size());
+    std::fill(frame.begin() + static_cast<ptrdiff_t>(miniport::kEthHeaderLen + f.payload.size()),
+              frame.begin() + static_cast<ptrdiff_t>(len), uint8_t{0});
     // With sig_write_now the first frame of a pass waits: if it stays the
     // only one, this thread writes it just before it sleeps. A second frame
     // sends both to the I/O thread at once, which writes while we go on.
-    if (cfg_.sig_write_now && !held_ && !pass_busy_) {
-      held_ = std::move(frame);
+    if (cfg_.sig_write_now && held_len_ == 0 && !pass_busy_) {
+      std::memcpy(held_.data(), frame.data(), len);
+      held_len_ = len;
       continue;
     }
     pass_busy_ = true;
     flush_held(false);
     // A full ring or pool loses this copy; the transport resends MSGs and
     // HELLOs repeat, so signaling recovers.
-    (void)dp_->send_frame(frame);
+    (void)dp_->send_frame(std::span(frame).first(len));
   }
   for (ClientEvent& e : out.events) queued_.push_back(std::move(e));
   out = {};
@@ -180,12 +187,12 @@ void Node::emit(cm::CmOutput& out) {
 }
 
 void Node::flush_held(bool going_idle) {
-  if (!held_) return;
+  if (held_len_ == 0) return;
   // A lone frame sent just before this thread sleeps is written from here:
   // one wake-up less on a call's critical path, and no woken thread left
   // waiting behind a busy one.
-  (void)dp_->send_frame(*held_, going_idle);
-  held_.reset();
+  (void)dp_->send_frame(std::span(held_).first(held_len_), going_idle);
+  held_len_ = 0;
 }
 
 void Node::arm_timer() {
@@ -235,6 +242,7 @@ bool Node::pass() {
 }
 
 void Node::run() noexcept {
+  pthread_setname_np(pthread_self(), "coemu-control");  // for top -H, perf and gdb
   epoll_event evs[4];
   bool fired = false;
   while (!stop_.load()) {

@@ -248,7 +248,10 @@ class Node final : private DataPathHandler {
   // Events wait here while a client callback runs, so a request made from
   // inside on_event never calls back into the client re-entrantly.
   std::deque<ClientEvent> queued_;           // control
-  std::optional<std::vector<uint8_t>> held_;  // control: a lone SIG frame held to the end of the pass
+  // Room for the largest SIG frame the CM encodes.
+  using SigFrameBuf = std::array<uint8_t, miniport::kEthHeaderLen + cm::kSigHeaderLen + cm::kMaxMessageBody>;
+  SigFrameBuf held_;       // control: a lone SIG frame held to the end of the pass
+  size_t held_len_ = 0;    // 0: none held
   bool pass_busy_ = false;                    // control: this pass sent more than one frame
   bool delivering_ = false;                  // control
   bool afs_closing_ = false;                 // control

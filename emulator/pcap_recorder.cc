@@ -1,5 +1,6 @@
 #include "emulator/pcap_recorder.h"
 
+#include <pthread.h>
 #include <pcap/pcap.h>
 #include <poll.h>
 #include <unistd.h>
@@ -142,6 +143,7 @@ void PcapRecorder::flush() noexcept {
 }
 
 void PcapRecorder::run() noexcept {
+  pthread_setname_np(pthread_self(), "coemu-pcap");
   auto last_flush = steady_now();
   uint64_t unflushed = 0;
   const int idle_ms = 2;

@@ -4,6 +4,9 @@
 
 #include <array>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
 
 #include "emulator/mem_link.h"
 #include "miniport/byte_order.h"
@@ -469,6 +472,23 @@ TEST(DataPath, IdleReceiveBuffersAreNotInUse) {
   EXPECT_LT(r.db->pool().available(), r.db->pool().buffers()) << "B's I/O thread keeps its receive buffers";
   r.db->stop();
   EXPECT_EQ(r.db->pool().available(), r.db->pool().buffers()) << "stopped: every buffer back in the pool";
+}
+
+// The I/O thread names itself, so top -H and perf can tell it apart.
+TEST(DataPath, IoThreadIsNamed) {
+  Rig r;
+  const auto named = [] {
+    size_t n = 0;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      std::getline(comm, name);
+      n += name == "coemu-io0";
+    }
+    return n;
+  };
+  // A thread names itself as it starts running.
+  EXPECT_TRUE(wait_for([&] { return named() == 2; })) << named() << " named; one I/O thread per data path";
 }
 
 }  // namespace
