@@ -891,15 +891,12 @@ void CallManager::answer(const MacAddress& peer, MsgType type, uint32_t wire_ref
 }
 
 void CallManager::flush(Actions& ta, Time now, CmOutput& out) {
-  for (const OutFrame& f : ta.frames) {
-    std::vector<uint8_t> frame(kSigHeaderLen + f.body.size());
-    if (encode_sig(f.hdr, f.body, frame)) out.frames.push_back(SigOut{f.peer, std::move(frame)});
-  }
+  for (OutFrame& f : ta.frames) out.frames.push_back(SigOut{f.peer, std::move(f.frame)});
   // Take the rest out first: handling them may send (and flush) again.
   auto delivered = std::move(ta.delivered);
   auto events = std::move(ta.events);
   ta.clear();
-  for (const Delivered& d : delivered) on_message(d.peer, decode_message(d.body), now, out);
+  for (const Delivered& d : delivered) on_message(d.peer, decode_message(d.body()), now, out);
   for (const PeerEvent& e : events) peer_gone(e.peer, now, out);
 }
 

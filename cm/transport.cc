@@ -26,8 +26,14 @@ Result<void> Transport::send(const MacAddress& peer, std::span<const uint8_t> bo
   return {};
 }
 
+void Transport::emit(const MacAddress& peer, const SigHeader& h, std::span<const uint8_t> body, Actions& out) {
+  OutFrame& f = out.frames.emplace_back(OutFrame{peer, h, std::vector<uint8_t>(kSigHeaderLen + body.size())});
+  // Cannot fail: the frame is sized for it and send() refused bodies over 65535.
+  (void)encode_sig(h, body, f.frame);
+}
+
 void Transport::transmit(const MacAddress& peer, Assoc& a, const Pending& p, Time now, Actions& out) {
-  out.frames.push_back(OutFrame{peer, header(SigKind::kMsg, a, p.seq), p.body});
+  emit(peer, header(SigKind::kMsg, a, p.seq), p.body, out);
   ++c_.msgs_sent;
   a.ack_at.reset();  // this MSG carries the ack
   if (!a.rto_at) a.rto_at = now + a.rto;
@@ -75,19 +81,19 @@ void Transport::on_bare_ack(const MacAddress& peer, Assoc& a, uint32_t ack, Time
 }
 
 void Transport::resend_oldest(const MacAddress& peer, Assoc& a, Actions& out) {
-  out.frames.push_back(OutFrame{peer, header(SigKind::kMsg, a, a.unacked.front().seq), a.unacked.front().body});
+  emit(peer, header(SigKind::kMsg, a, a.unacked.front().seq), a.unacked.front().body, out);
   ++c_.retransmits;
   a.ack_at.reset();  // it carries the ack
 }
 
 void Transport::send_reset(const MacAddress& peer, uint32_t their_incarnation, Actions& out) {
   // RESET names the life of the peer it answers; it has no body and no ack.
-  out.frames.push_back(OutFrame{peer, SigHeader{SigKind::kReset, incarnation_, their_incarnation, 0, 0}, {}});
+  emit(peer, SigHeader{SigKind::kReset, incarnation_, their_incarnation, 0, 0}, {}, out);
   ++c_.resets_sent;
 }
 
 void Transport::send_ack(const MacAddress& peer, Assoc& a, Actions& out) {
-  out.frames.push_back(OutFrame{peer, header(SigKind::kAck, a, 0), {}});
+  emit(peer, header(SigKind::kAck, a, 0), {}, out);
   ++c_.acks_sent;
   a.ack_at.reset();
 }
@@ -157,11 +163,11 @@ void Transport::on_msg(const MacAddress& peer, const SigFrame& f, Time now, Acti
   if (seq <= a.delivered) {
     ++c_.duplicates;  // delivered already: ack again, deliver never
   } else if (seq == a.delivered + 1) {
-    out.delivered.push_back(Delivered{peer, std::vector<uint8_t>(f.body.begin(), f.body.end())});
+    out.delivered.push_back(Delivered{peer, f.body, {}});
     ++a.delivered;
     ++c_.delivered;
     for (auto r = a.reorder.find(a.delivered + 1); r != a.reorder.end(); r = a.reorder.find(a.delivered + 1)) {
-      out.delivered.push_back(Delivered{peer, std::move(r->second)});
+      out.delivered.push_back(Delivered{peer, {}, std::move(r->second)});
       a.reorder.erase(r);
       ++a.delivered;
       ++c_.delivered;

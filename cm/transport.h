@@ -51,15 +51,23 @@ struct TransportConfig {
   uint32_t fast_retransmit_acks = 1;
 };
 
+// A SIG frame to send, encoded once: the owner puts `frame` on the wire as
+// it is.
 struct OutFrame {
   MacAddress peer;
   SigHeader hdr;
-  std::vector<uint8_t> body;  // empty for ACK and RESET
+  std::vector<uint8_t> frame;  // SIG header, then the body (none for ACK and RESET)
+  [[nodiscard]] std::span<const uint8_t> body() const noexcept { return std::span(frame).subspan(kSigHeaderLen); }
 };
 
+// A message body delivered in order. One that arrived in order is a view of
+// the frame given to on_frame (valid while that frame is); one that waited
+// in the reorder buffer brings its own copy.
 struct Delivered {
   MacAddress peer;
-  std::vector<uint8_t> body;
+  std::span<const uint8_t> view;
+  std::vector<uint8_t> kept;
+  [[nodiscard]] std::span<const uint8_t> body() const noexcept { return kept.empty() ? view : std::span(kept); }
 };
 
 enum class PeerEventKind : uint8_t {
@@ -103,6 +111,7 @@ class Transport {
   [[nodiscard]] Result<void> send(const MacAddress& peer, std::span<const uint8_t> body, Time now, Actions& out);
 
   // A MSG, ACK or RESET frame from peer (HELLOs belong to the neighbor table).
+  // What it delivers may view f.body: handle `out` before f's bytes go.
   void on_frame(const MacAddress& peer, const SigFrame& f, Time now, Actions& out);
 
   // Runs what is due at `now`: retransmissions with backoff, bare ACKs, and
@@ -145,6 +154,7 @@ class Transport {
 
   SigHeader header(SigKind kind, const Assoc& a, uint32_t seq) const;
   void transmit(const MacAddress& peer, Assoc& a, const Pending& p, Time now, Actions& out);
+  void emit(const MacAddress& peer, const SigHeader& h, std::span<const uint8_t> body, Actions& out);
   void fill_window(const MacAddress& peer, Assoc& a, Time now, Actions& out);
   // Returns whether the ack advanced.
   bool process_ack(const MacAddress& peer, Assoc& a, uint32_t ack, Time now, Actions& out);
