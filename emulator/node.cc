@@ -211,20 +211,21 @@ void Node::arm_timer() {
 }
 
 bool Node::pass() {
-  std::deque<std::function<void()>> tasks;
-  std::deque<std::pair<miniport::MacAddress, std::vector<uint8_t>>> sig;
   {
     std::lock_guard lock(mu_);
-    tasks.swap(tasks_);
-    sig.swap(sig_);
+    tasks_work_.swap(tasks_);
+    std::swap(sig_work_, sig_);
   }
   cm::CmOutput out;
   pass_busy_ = false;
-  for (auto& [src, frame] : sig) {
-    cm_->on_sig_frame(src, std::span(frame).subspan(miniport::kEthHeaderLen), steady_now(), out);
+  for (const SigQueue::Entry& e : sig_work_.frames) {
+    const auto frame = std::span(sig_work_.bytes).subspan(e.at, e.len);
+    cm_->on_sig_frame(e.src, frame.subspan(miniport::kEthHeaderLen), steady_now(), out);
     emit(out);
   }
-  for (auto& t : tasks) t();
+  sig_work_.clear();
+  for (auto& t : tasks_work_) t();
+  tasks_work_.clear();
   cm_->on_timer(steady_now(), out);
   emit(out);
   arm_timer();
@@ -273,7 +274,8 @@ void Node::on_signaling(std::span<const uint8_t> frame) {
   {
     std::lock_guard lock(mu_);  // signaling is the control path, not the data path
     first = tasks_.empty() && sig_.empty();
-    sig_.emplace_back(src, std::vector<uint8_t>(frame.begin(), frame.end()));
+    sig_.frames.push_back({src, sig_.bytes.size(), frame.size()});
+    sig_.bytes.insert(sig_.bytes.end(), frame.begin(), frame.end());
   }
   // With io_thread_signals, on_signaling_done (after this receive batch)
   // runs it or wakes the control thread.

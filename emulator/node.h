@@ -238,8 +238,26 @@ class Node final : private DataPathHandler {
   // The control context: held by whichever thread runs the call manager and
   // the members marked "control" below. The I/O threads only try it.
   std::mutex control_mu_;
-  std::deque<std::function<void()>> tasks_;
-  std::deque<std::pair<miniport::MacAddress, std::vector<uint8_t>>> sig_;
+  // Received SIG frames waiting for the CM, back to back in one buffer.
+  struct SigQueue {
+    struct Entry {
+      miniport::MacAddress src;
+      size_t at, len;
+    };
+    std::vector<uint8_t> bytes;
+    std::vector<Entry> frames;
+    [[nodiscard]] bool empty() const noexcept { return frames.empty(); }
+    void clear() noexcept {
+      bytes.clear();
+      frames.clear();
+    }
+  };
+  // Posted under mu_; a pass swaps them with the *_work_ pair and drains
+  // that, so both keep their capacity and a pass allocates nothing for them.
+  std::vector<std::function<void()>> tasks_;
+  SigQueue sig_;
+  std::vector<std::function<void()>> tasks_work_;  // control
+  SigQueue sig_work_;                              // control
   // Clients by id, read lock-free by the I/O threads (ids are never reused).
   static constexpr ClientId kMaxClients = 64;
   std::array<std::atomic<NodeClient*>, kMaxClients> clients_{};
