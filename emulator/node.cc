@@ -149,9 +149,14 @@ auto Node::cm_request(F&& fn) {
 
 void Node::emit(cm::CmOutput& out) {
   for (const cm::SigOut& f : out.frames) {
-    // Ethernet header, SIG payload, padding to the 60-byte minimum; on the
-    // stack, as every SIG message passes here.
-    SigFrameBuf frame;
+    // With sig_write_now the first frame of a pass waits: if it stays the
+    // only one, this thread writes it just before it sleeps. A second frame
+    // sends both to the I/O thread at once, which writes while we go on.
+    const bool hold = cfg_.sig_write_now && held_len_ == 0 && !pass_busy_;
+    // Ethernet header, SIG payload, padding to the 60-byte minimum: built
+    // where it waits, or on the stack, as every SIG message passes here.
+    SigFrameBuf scratch;
+    SigFrameBuf& frame = hold ? held_ : scratch;
     const size_t len = std::max<size_t>(miniport::kEthHeaderLen + f.payload.size(), miniport::kMinEthFrame);
     if (len > frame.size()) continue;  // larger than any SIG message the CM encodes
     std::memcpy(frame.data(), f.dst.bytes.data(), 6);
@@ -160,11 +165,7 @@ void Node::emit(cm::CmOutput& out) {
     std::memcpy(frame.data() + miniport::kEthHeaderLen, f.payload.data(), f.payload.size());
     std::fill(frame.begin() + static_cast<ptrdiff_t>(miniport::kEthHeaderLen + f.payload.size()),
               frame.begin() + static_cast<ptrdiff_t>(len), uint8_t{0});
-    // With sig_write_now the first frame of a pass waits: if it stays the
-    // only one, this thread writes it just before it sleeps. A second frame
-    // sends both to the I/O thread at once, which writes while we go on.
-    if (cfg_.sig_write_now && held_len_ == 0 && !pass_busy_) {
-      std::memcpy(held_.data(), frame.data(), len);
+    if (hold) {
       held_len_ = len;
       continue;
     }
