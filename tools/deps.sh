@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libyaml-cpp-dev libexpected-dev
   liburing-dev libboost-dev
+  clang libclang-rt-dev
   iproute2 tcpdump tshark python3 gnuplot-nox
 )
 

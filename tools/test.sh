@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test with ctest: the release
-# build (warnings as errors), then ASan+UBSan, then TSan. Exits non-zero on any
-# failure. Tests labelled `net` need root (CAP_NET_ADMIN) and skip without it.
-#   tools/test.sh            all three builds
-#   tools/test.sh release    one preset (release, debug, asan or tsan)
+# build (warnings as errors), then ASan+UBSan, then TSan; then each libFuzzer
+# target for COEMU_FUZZ_SECONDS (default 30) from its corpus. Exits non-zero on
+# any failure. Tests labelled `net` need root (CAP_NET_ADMIN) and skip without it.
+#   tools/test.sh            all three builds and the fuzzers
+#   tools/test.sh release    one step (release, debug, asan, tsan or fuzz)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tools/deps.sh
 
 presets=("$@")
-[ ${#presets[@]} -gt 0 ] || presets=(release asan tsan)
+[ ${#presets[@]} -gt 0 ] || presets=(release asan tsan fuzz)
 jobs=$(nproc)
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
@@ -18,6 +19,10 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 
 for p in "${presets[@]}"; do
+  if [ "$p" = fuzz ]; then
+    tools/fuzz.sh "${COEMU_FUZZ_SECONDS:-30}"
+    continue
+  fi
   echo "== $p: configure and build" >&2
   cmake --preset "$p" >/dev/null
   cmake --build --preset "$p" -j "$jobs"
