@@ -875,7 +875,10 @@ void CallManager::send_message(const MacAddress& peer, const Message& m, Time no
   std::array<uint8_t, kMaxMessageBody> body;
   auto n = encode_message(m, body);
   if (!n) return;
-  if (m.type == MsgType::kStatus) ++c_.status_sent;
+  if (m.type == MsgType::kStatus) {
+    ++c_.status_sent;
+    if (m.cause && m.cause->cause == cause::kMessageNotCompatibleWithState) ++c_.msg_wrong_state;
+  }
   Actions ta;
   if (transport_.send(peer, std::span(body).first(*n), now, ta)) flush(ta, now, out);
 }
@@ -904,6 +907,10 @@ void CallManager::on_sig_frame(const MacAddress& src, std::span<const uint8_t> p
   auto f = decode_sig(payload);
   if (!f) {
     ++c_.frames_malformed;
+    if (payload.size() < kSigHeaderLen) ++c_.sig_short;
+    else if (payload[0] != kSigVersion) ++c_.sig_bad_version;
+    else if (f.error() == Status::kInvalidData) ++c_.sig_bad_kind;
+    else ++c_.sig_bad_length;
     return;
   }
   if (f->hdr.kind == SigKind::kHello) {
@@ -946,8 +953,10 @@ void CallManager::on_sig_frame(const MacAddress& src, std::span<const uint8_t> p
 void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, CmOutput& out) {
   if (d.verdict == Verdict::kMalformed) {
     ++c_.frames_malformed;
+    ++c_.msg_malformed;
     return;
   }
+  if (d.verdict == Verdict::kBadIe) ++c_.msg_bad_ie;
   const uint32_t wire_ref = d.msg.call_ref;
   const uint32_t reply_ref = wire_ref ^ kCallRefToOriginator;
   const bool to_originator = wire_ref & kCallRefToOriginator;
@@ -958,6 +967,7 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
   auto keys = [&] { return keys_of_call(named.peer, named.ref, named.originated); };
   Call* c = find(k);
   if (d.verdict == Verdict::kUnknownType) {
+    ++c_.msg_unknown_type;
     const uint8_t st = c ? static_cast<uint8_t>(c->fsm.state()) : 0;
     answer(src, MsgType::kStatus, reply_ref, CauseIe{d.cause, 1}, st, now, out);
     return;
@@ -995,6 +1005,7 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
         }
         return;
       case UnknownCallRef::kReleaseComplete81:
+        ++c_.msg_unknown_call;
         answer(src, MsgType::kReleaseComplete, reply_ref, CauseIe{cause::kInvalidCallRef, 1}, std::nullopt, now,
                out);
         return;
@@ -1002,6 +1013,7 @@ void CallManager::on_message(const MacAddress& src, const Decoded& d, Time now, 
         answer(src, MsgType::kRestartAck, reply_ref, std::nullopt, std::nullopt, now, out);
         return;
       case UnknownCallRef::kIgnore:
+        ++c_.msg_unknown_call;
         return;
     }
   }

@@ -175,7 +175,16 @@ struct CmOutput {
 };
 
 struct CmCounters {
-  uint64_t frames_malformed = 0;  // SIG frames or bodies dropped (3, 4.2 step 1)
+  uint64_t frames_malformed = 0;  // SIG frames or bodies dropped (3, 4.2 step 1): the sum of the next five
+  uint64_t sig_short = 0;         // shorter than the 24-byte SIG header
+  uint64_t sig_bad_version = 0;   // a version other than 1
+  uint64_t sig_bad_kind = 0;      // a kind other than HELLO, MSG, ACK or RESET
+  uint64_t sig_bad_length = 0;    // hdr_len < 24, or hdr_len + body_len past the end of the frame
+  uint64_t msg_malformed = 0;     // a MSG body that is not a message: truncated, an IE past the end
+  uint64_t msg_unknown_type = 0;  // answered STATUS with cause 97 (4.2 step 2)
+  uint64_t msg_bad_ie = 0;        // an IE error, cause 96, 99 or 100 (4.2 step 4)
+  uint64_t msg_unknown_call = 0;  // no call with that (peer MAC, call reference): cause 81 or ignored
+  uint64_t msg_wrong_state = 0;   // answered STATUS with cause 101: a duplicate SETUP, say (4.2 step 5)
   uint64_t hellos_dropped = 0;
   uint64_t calls_refused = 0;     // SETUPs answered with RELEASE_COMPLETE
   uint64_t status_sent = 0;

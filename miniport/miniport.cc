@@ -42,6 +42,14 @@ RxVerdict Miniport::classify(std::span<const uint8_t> frame) noexcept {
     bump(c_.rx_not_ours);
     return v;
   }
+  // A NIC takes unicast frames for its own address only. A TAP on a bridge
+  // also sees unicast the bridge floods (to a MAC it has not learned): a
+  // node that read those would act on signaling meant for another node.
+  const bool group = (frame[0] & 1) != 0;
+  if (!group && !std::equal(cfg_.mac.bytes.begin(), cfg_.mac.bytes.end(), frame.begin())) {
+    bump(c_.rx_not_for_us);
+    return v;
+  }
   const uint16_t type = load_be16(frame.data() + 12);
   if (type == kEtherTypeSig) {
     bump(c_.rx_sig);

@@ -76,6 +76,7 @@ struct MiniportCounters {
   std::atomic<uint64_t> rx_data{0};         // DATA frames handed to their VC's owner
   std::atomic<uint64_t> rx_data_bytes{0};   // their payload bytes
   std::atomic<uint64_t> rx_not_ours{0};     // other EtherTypes (and runts)
+  std::atomic<uint64_t> rx_not_for_us{0};   // unicast to another MAC (a bridge flooding it): a NIC's filter
   std::atomic<uint64_t> rx_malformed{0};    // DATA header truncated or len past the end
   std::atomic<uint64_t> rx_bad_vci{0};      // DATA with VCI 0
   std::atomic<uint64_t> rx_unknown_vci{0};  // no VC has this label

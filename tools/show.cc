@@ -201,7 +201,12 @@ Json snapshot_json(const emulator::Node::Snapshot& s) {
   const auto& im = s.impairment;
   j["stats"] = {
       {"signaling",
-       {{"frames_malformed", cmc.frames_malformed}, {"hellos_dropped", cmc.hellos_dropped},
+       {{"frames_malformed", cmc.frames_malformed}, {"sig_short", cmc.sig_short},
+        {"sig_bad_version", cmc.sig_bad_version}, {"sig_bad_kind", cmc.sig_bad_kind},
+        {"sig_bad_length", cmc.sig_bad_length}, {"msg_malformed", cmc.msg_malformed},
+        {"msg_unknown_type", cmc.msg_unknown_type}, {"msg_bad_ie", cmc.msg_bad_ie},
+        {"msg_unknown_call", cmc.msg_unknown_call}, {"msg_wrong_state", cmc.msg_wrong_state},
+        {"hellos_dropped", cmc.hellos_dropped},
         {"calls_refused", cmc.calls_refused}, {"status_sent", cmc.status_sent},
         {"client_oids_sent", cmc.client_oids_sent}, {"client_oids_completed", cmc.client_oids_completed},
         {"vc_indications", cmc.vc_indications}}},

@@ -97,7 +97,7 @@ TEST_F(TapNodes, HundredThousandFramesOverAPvcEveryByteChecked) {
   // Whatever else the kernel put on the wire (IPv6 solicitations) is counted
   // as not ours, never parsed.
   const auto& cb = mb_.counters();
-  EXPECT_EQ(cb.rx_frames.load(), cb.rx_data + cb.rx_not_ours + cb.rx_sig + cb.rx_unknown_vci + cb.rx_foreign +
+  EXPECT_EQ(cb.rx_frames.load(), cb.rx_data + cb.rx_not_ours + cb.rx_not_for_us + cb.rx_sig + cb.rx_unknown_vci + cb.rx_foreign +
                                      cb.rx_not_activated + cb.rx_malformed + cb.rx_bad_vci);
 }
 

@@ -63,7 +63,8 @@ TEST(DataPath, MillionFramesOverAPvcInOrderEveryByteChecked) {
   EXPECT_EQ(ca.tx_frames.load(), kFrames);
   EXPECT_EQ(cb.rx_data.load(), kFrames);
   EXPECT_EQ(cb.rx_frames.load(), cb.rx_data + cb.rx_unknown_vci + cb.rx_not_activated + cb.rx_foreign +
-                                     cb.rx_malformed + cb.rx_pool_empty + cb.rx_ring_full + cb.rx_not_ours);
+                                     cb.rx_malformed + cb.rx_pool_empty + cb.rx_ring_full + cb.rx_not_ours +
+                                     cb.rx_not_for_us);
   EXPECT_EQ(ca.tx_outstanding.load(), 0);
   EXPECT_EQ(r.ma.vcs().counters(r.va).tx_frames, kFrames);
   EXPECT_EQ(r.mb.vcs().counters(r.vb).rx_frames, kFrames);
@@ -180,6 +181,7 @@ TEST(DataPath, SignalingGoesUpUnparsedAndForeignTrafficIsCounted) {
   Rig r;
   std::vector<uint8_t> sig(60, 0), other(60, 0);
   std::copy(kMacA.bytes.begin(), kMacA.bytes.end(), sig.begin());
+  std::copy(kMacA.bytes.begin(), kMacA.bytes.end(), other.begin());
   miniport::store_be16(&sig[12], miniport::kEtherTypeSig);
   miniport::store_be16(&other[12], 0x0800);
   std::span<const uint8_t> frames[] = {sig, other, sig};

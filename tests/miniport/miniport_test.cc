@@ -48,10 +48,14 @@ TEST_F(MiniportTest, DemuxSortsEveryFrameIntoExactlyOneCounter) {
   mp.rx_handed_over(v);
   mp.vcs().rx_returned(v.hit.id);
 
-  std::vector<uint8_t> sig(60, 0);
+  std::vector<uint8_t> sig(60, 0xff);  // broadcast, as HELLO is
   store_be16(&sig[12], kEtherTypeSig);
   EXPECT_EQ(mp.classify(sig).kind, RxKind::kSig);
+  auto not_for_us = sig;
+  std::copy(kPeer.bytes.begin(), kPeer.bytes.end(), not_for_us.begin());  // unicast to another node
+  EXPECT_EQ(mp.classify(not_for_us).kind, RxKind::kDrop);
   std::vector<uint8_t> ipv6(60, 0);
+  std::copy(kMe.bytes.begin(), kMe.bytes.end(), ipv6.begin());
   store_be16(&ipv6[12], 0x86DD);
   EXPECT_EQ(mp.classify(ipv6).kind, RxKind::kDrop);
   EXPECT_EQ(mp.classify(std::vector<uint8_t>(10)).kind, RxKind::kDrop);  // runt
@@ -74,9 +78,11 @@ TEST_F(MiniportTest, DemuxSortsEveryFrameIntoExactlyOneCounter) {
   EXPECT_EQ(c.rx_unknown_vci, 1u);
   EXPECT_EQ(c.rx_bad_vci, 1u);
   EXPECT_EQ(c.rx_foreign, 1u);
-  EXPECT_EQ(c.rx_frames, 8u);
-  EXPECT_EQ(c.rx_frames, c.rx_data + c.rx_sig + c.rx_not_ours + c.rx_malformed + c.rx_unknown_vci + c.rx_bad_vci +
-                             c.rx_foreign + c.rx_not_activated + c.rx_ring_full + c.rx_pool_empty);
+  EXPECT_EQ(c.rx_not_for_us, 1u);
+  EXPECT_EQ(c.rx_frames, 9u);
+  EXPECT_EQ(c.rx_frames, c.rx_data + c.rx_sig + c.rx_not_ours + c.rx_not_for_us + c.rx_malformed +
+                             c.rx_unknown_vci + c.rx_bad_vci + c.rx_foreign + c.rx_not_activated + c.rx_ring_full +
+                             c.rx_pool_empty);
 }
 
 TEST_F(MiniportTest, R72SendOnInactiveVcNeverReachesTheWire) {
