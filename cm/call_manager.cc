@@ -188,6 +188,11 @@ void CallManager::start(Time now, CmOutput& out) {
 
 Result<Issued<SapId>> CallManager::register_sap(AfOpenId af, const SapSpec& spec, Time now) {
   if (!afs_.usable(af)) return miniport::fail(Status::kFailure);
+  if (const uint32_t most = cfg_.limits.saps_per_client; most != 0) {
+    uint32_t held = 0;
+    saps_.for_each([&](SapId, uint64_t client, const SapSpec&, SapState) { held += client == afs_.client(af); });
+    if (held >= most) return miniport::fail(Status::kResources);
+  }
   SapId id = COEMU_TRY(saps_.add(afs_.client(af), spec));
   sap_af_[id.slot] = af;
   afs_.add(af, Held::kSap);
@@ -349,6 +354,7 @@ Status CallManager::start_call(VcId vc, std::string_view called, const SapSpec& 
   const std::string addr(called);
   auto mac = resolve_called(addr, sap);
   if (!mac) return mac.error();
+  if (at_call_limit(*mac)) return Status::kResources;
   if (!fits(traffic)) {
     // Admission: the link cannot carry it next to what calls hold (cause 49).
     ClientEvent e{ClientEvent::Kind::kMakeCallComplete};
@@ -376,7 +382,7 @@ Status CallManager::start_call(VcId vc, std::string_view called, const SapSpec& 
     it->call = k;
   }
   c.traffic = traffic;
-  Call& placed = *calls_.at(calls_.emplace(k, std::move(c)));
+  Call& placed = place(k, std::move(c));
   reserve(placed, traffic);
   afs_.add(it->af, Held::kCall);
   setup_sap_ = &sap;  // the SETUP leaves in this run
@@ -411,6 +417,7 @@ Result<uint32_t> CallManager::add_party(VcId vc, std::string_view called, const 
   if (v.parties.size() >= miniport::kMaxLeaves) return miniport::fail(Status::kResources);
   const std::string addr(called);
   const MacAddress mac = COEMU_TRY(resolve_called(addr, sap));
+  if (at_call_limit(mac)) return miniport::fail(Status::kResources);
   // R57: every party gets the VC's FLOWSPECs, since data goes on the VC, at
   // one rate, to every leaf. A party asked for with others has them reset
   // to the VC's, and its completion says so (CALL_PARAMETERS_CHANGED).
@@ -445,7 +452,7 @@ Result<uint32_t> CallManager::add_party(VcId vc, std::string_view called, const 
   v.parties.push_back(c.party);
   parties_[c.party] = k;
   const uint32_t id = c.party;
-  reserve(*calls_.at(calls_.emplace(k, std::move(c))), v.traffic);
+  reserve(place(k, std::move(c)), v.traffic);
   afs_.add(info.af, Held::kCall);
   setup_sap_ = &sap;  // the ADD_PARTY leaves in this run
   run(k, acts, now, out);
@@ -754,7 +761,10 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
     const Key& k;
     ~Requeue() {
       const uint32_t slot = cm.calls_.find_slot(k);
-      if (slot != CallTable<Call>::kNone) cm.queue_deadlines(slot, *cm.calls_.at(slot));
+      if (slot == CallTable<Call>::kNone) return;
+      Call& c = *cm.calls_.at(slot);
+      cm.settle_pending(c);
+      cm.queue_deadlines(slot, c);
     }
   } requeue{*this, k};
   for (const CallAction& a : acts) {
@@ -842,6 +852,7 @@ void CallManager::run(const Key& k, CallActions& acts, Time now, CmOutput& out) 
         unreserve(*c);
         const Call gone = std::move(*c);
         calls_.erase(k);
+        unload(gone);
         names_.release(gone.peer_name);
         afs_.remove(gone.af, Held::kCall);
         if (gone.p2mp && gone.originated) {
@@ -1167,7 +1178,68 @@ void CallManager::on_party_message(const MacAddress& src, const std::vector<Key>
   }
 }
 
+bool CallManager::admit_setup(const MacAddress& peer, Time now) {
+  const CmLimits& lim = cfg_.limits;
+  auto it = load_.find(peer);
+  if (it != load_.end()) {
+    if (lim.calls_per_peer != 0 && it->second.calls >= lim.calls_per_peer) return false;
+    if (lim.pending_per_peer != 0 && it->second.pending >= lim.pending_per_peer) return false;
+  }
+  if (lim.setups_per_second == 0) return true;
+  // The entry goes again when no call comes of the SETUP (on_setup's
+  // end), so a flood from many forged MACs leaves nothing behind; a peer
+  // with no live calls starts with a full bucket.
+  if (it == load_.end()) it = load_.try_emplace(peer).first;
+  PeerLoad& p = it->second;
+  if (!p.bucket_set) {
+    p.setups.reset(lim.setups_per_second, lim.setups_per_second, now);
+    p.bucket_set = true;
+  }
+  return p.setups.take(1, now);
+}
+
+bool CallManager::at_call_limit(const MacAddress& peer) const {
+  if (cfg_.limits.calls_per_peer == 0) return false;
+  auto it = load_.find(peer);
+  return it != load_.end() && it->second.calls >= cfg_.limits.calls_per_peer;
+}
+
+CallManager::Call& CallManager::place(const Key& k, Call&& c) {
+  PeerLoad& p = load_[c.peer];
+  ++p.calls;
+  if (c.pending_in) ++p.pending;
+  return *calls_.at(calls_.emplace(k, std::move(c)));
+}
+
+void CallManager::settle_pending(Call& c) {
+  if (!c.pending_in) return;
+  switch (c.fsm.state()) {
+    case CallState::kCallPresent:
+    case CallState::kIncomingProceeding:
+    case CallState::kConnectRequest:
+      return;  // still half-open
+    default:
+      break;
+  }
+  c.pending_in = false;
+  if (auto it = load_.find(c.peer); it != load_.end()) --it->second.pending;
+}
+
+void CallManager::unload(const Call& gone) {
+  auto it = load_.find(gone.peer);
+  if (it == load_.end()) return;
+  if (gone.pending_in) --it->second.pending;
+  if (--it->second.calls == 0) load_.erase(it);
+}
+
 void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, CmOutput& out, bool add_party) {
+  struct DropIdle {  // a peer whose SETUP made no call keeps no load entry
+    std::map<MacAddress, PeerLoad, MacLess>& load;
+    const MacAddress& peer;
+    ~DropIdle() {
+      if (auto it = load.find(peer); it != load.end() && it->second.calls == 0) load.erase(it);
+    }
+  } drop_idle{load_, src};
   const uint32_t reply_ref = m.call_ref | kCallRefToOriginator;
   const bool p2mp = add_party || m.bearer.value_or(1) == 2;
   const uint16_t endpoint = p2mp ? m.endpoint_ref.value_or(0) : 0;
@@ -1176,6 +1248,10 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
     if (add_party) answer_party(src, MsgType::kAddPartyReject, reply_ref, endpoint, c, now, out);
     else answer(src, MsgType::kReleaseComplete, reply_ref, CauseIe{c, 1}, std::nullopt, now, out);
   };
+  if (!admit_setup(src, now)) {
+    ++c_.setups_limited;
+    return refuse(cause::kResourceUnavailable);
+  }
   // Step 6: the called party is checked before the SAP (cause 1 wins over 88).
   if (!m.called_party ||
       !std::equal(m.called_party->begin(), m.called_party->end(), cfg_.node_address.begin(), cfg_.node_address.end()))
@@ -1200,7 +1276,8 @@ void CallManager::on_setup(const MacAddress& src, const Message& m, Time now, Cm
          .ref = m.call_ref, .peer_name = names_.acquire(peer_address), .vc = *vc, .client = client,
          .af = af_it->second, .incoming_sap = *sap, .cm_vc = true, .p2mp = p2mp, .via_add_party = add_party};
   c.traffic = offered;
-  reserve(*calls_.at(calls_.emplace(k, std::move(c))), offered);
+  c.pending_in = true;
+  reserve(place(k, std::move(c)), offered);
   vcs_info_.put(vc->slot, VcInfo{af_it->second, client, k}).gen = vc->gen;
   afs_.add(af_it->second, Held::kCall);
   afs_.add(af_it->second, Held::kCmVc);

@@ -37,6 +37,7 @@
 #include "cm/sap_registry.h"
 #include "cm/transport.h"
 #include "miniport/miniport.h"
+#include "miniport/token_bucket.h"
 #include "miniport/vc_table.h"
 
 namespace cm {
@@ -74,6 +75,26 @@ inline constexpr size_t kCoPvcLen = 32;
 // for another parameter type or length.
 [[nodiscard]] Result<PvcSpec> decode_co_pvc(std::span<const uint8_t> buf);
 
+// Limits that keep one peer or one client from taking the whole node (a
+// SETUP flood, a runaway client). A SETUP or ADD_PARTY past a peer's limit is
+// refused with cause 47 (resource unavailable); a client request past its
+// limit answers RESOURCES. 0 turns a limit off.
+struct CmLimits {
+  // Live calls and parties with one peer MAC, made and taken. Off by
+  // default: the VC table (one VC per call) is the node's own limit.
+  uint32_t calls_per_peer = 0;
+  // Incoming calls from one peer that are not active yet (offered to a
+  // client, or answered and waiting for CONNECT_ACK): a SYN backlog.
+  uint32_t pending_per_peer = 1024;
+  // SETUPs and ADD_PARTYs taken from one peer per second, in bursts of up
+  // to this many (a token bucket). 10,000 is far above what a lab's callers
+  // make and refuses the bulk of a flood; `coemu bench calls` turns it off.
+  uint32_t setups_per_second = 10'000;
+  uint32_t saps_per_client = 64;  // SAPs one client holds at once
+  // No limit at all (benchmarks).
+  static constexpr CmLimits none() { return {0, 0, 0, 0}; }
+};
+
 struct CmConfig {
   std::string node_address = {};  // 1-32 of [A-Za-z0-9._-]
   MacAddress mac = {};
@@ -93,6 +114,7 @@ struct CmConfig {
   // token rates of this node's calls stays within this, in each direction,
   // bytes/s (the link's speed: 10 Gbit/s by default).
   uint64_t link_bytes_per_s = 1'250'000'000;
+  CmLimits limits = {};
   // EMU (R16 vs R18): the CM asks clients to close with NotifyCloseAf
   // (default) or with the legacy OID_CO_AF_CLOSE set.
   bool legacy_af_close = false;
@@ -187,6 +209,7 @@ struct CmCounters {
   uint64_t msg_wrong_state = 0;   // answered STATUS with cause 101: a duplicate SETUP, say (4.2 step 5)
   uint64_t hellos_dropped = 0;
   uint64_t calls_refused = 0;     // SETUPs answered with RELEASE_COMPLETE
+  uint64_t setups_limited = 0;    // ... of them, past a peer's limit (cause 47, CmLimits)
   uint64_t status_sent = 0;
   uint64_t client_oids_sent = 0;       // OID requests the CM made of its clients
   uint64_t client_oids_completed = 0;  // ... and their completions (R77)
@@ -258,6 +281,7 @@ class CallManager {
   [[nodiscard]] const AddressFamilies& afs() const noexcept { return afs_; }
   // R20-R23: registered at once, or with register_sap_pends PENDING and
   // kRegisterSapComplete later; calls are dispatched on it meanwhile.
+  // kResources when the client holds CmLimits::saps_per_client SAPs.
   [[nodiscard]] Result<Issued<SapId>> register_sap(AfOpenId af, const SapSpec& spec, Time now = Time{});
   // R24: kPending, then kDeregisterSapComplete; calls on it are untouched.
   // kFailure for a dead handle, a second deregister, or a SAP whose
@@ -269,7 +293,8 @@ class CallManager {
   [[nodiscard]] Status delete_vc(VcId vc);
   // R37-R40: kPending, then kMakeCallComplete. Errors at once: kCallActive
   // (the VC has a call), kFailure (dead handle), kInvalidAddress (a bad or
-  // unknown node address: no HELLO heard from it).
+  // unknown node address: no HELLO heard from it), kResources (the node has
+  // CmLimits::calls_per_peer calls with that peer).
   // `traffic`: the FLOWSPECs asked for (R44; transmit = what we send), best
   // effort by default. A call whose guaranteed or controlled-load rates do
   // not fit the link (CmConfig::link_bytes_per_s) completes at once with
@@ -404,6 +429,7 @@ class CallManager {
     bool answer_drop = false;    // the peer's DROP_PARTY is answered with DROP_PARTY_ACK
     bool rejecting = false;      // leaf: the client refused an ADD_PARTY (ADD_PARTY_REJECT)
     bool params_changed = false; // the peer granted less than we asked
+    bool pending_in = false;     // incoming and not active yet: held against the peer's pending limit
     uint8_t leaf = 0;            // root: the party's index in the VC's leaf set
     Traffic traffic = {};        // as this end sees it (transmit = what we send)
     std::unique_ptr<Traffic> modify_old = {};  // our MODIFY_REQUEST awaits its answer: what was in force
@@ -503,6 +529,13 @@ class CallManager {
   using Deadline = std::pair<Time, uint32_t>;
   mutable std::vector<Deadline> deadlines_;
   void queue_deadlines(uint32_t slot, Call& c);
+  // Per-peer load (CmLimits): a SETUP from `peer` may be taken (and takes a
+  // token); a call placed in or freed from the table is counted.
+  bool admit_setup(const MacAddress& peer, Time now);
+  [[nodiscard]] bool at_call_limit(const MacAddress& peer) const;
+  Call& place(const Key& k, Call&& c);
+  void settle_pending(Call& c);
+  void unload(const Call& gone);
   void pop_deadline() const;  // the earliest entry goes
   void drop_stale_deadlines() const;
   // Forgets what the CM knew of a deleted VC (its info and R36 name).
@@ -532,6 +565,17 @@ class CallManager {
   bool link_up_ = true;
   std::vector<MacAddress> restart_on_link_up_;  // peers whose calls the link took down
   CmCounters c_;
+  struct PeerLoad {
+    uint32_t calls = 0;
+    uint32_t pending = 0;
+    miniport::TokenBucket setups;
+    bool bucket_set = false;
+  };
+  struct MacLess {
+    bool operator()(const MacAddress& a, const MacAddress& b) const { return a.bytes < b.bytes; }
+  };
+  // Only peers with live calls (or whose SETUP is being decided) have one.
+  std::map<MacAddress, PeerLoad, MacLess> load_;
 };
 
 }  // namespace cm

@@ -34,7 +34,7 @@ class ControlScope {
 }  // namespace
 
 Node::Node(Link& link, const NodeConfig& cfg)
-    : link_(link), cfg_(cfg), mp_({.mac = cfg.mac, .mtu = link.mtu()}) {}
+    : link_(link), cfg_(cfg), mp_({.mac = cfg.mac, .mtu = link.mtu(), .max_vcs = cfg.max_vcs}) {}
 
 Result<std::unique_ptr<Node>> Node::start(Link& link, const NodeConfig& cfg) {
   const std::span<const uint8_t> addr(reinterpret_cast<const uint8_t*>(cfg.address.data()), cfg.address.size());
@@ -49,6 +49,7 @@ Result<std::unique_ptr<Node>> Node::start(Link& link, const NodeConfig& cfg) {
                   .neighbors = cfg.neighbors, .timers = cfg.timers, .af = cfg.af,
                   .open_af_pends = cfg.open_af_pends, .register_sap_pends = cfg.register_sap_pends};
   cc.link_bytes_per_s = cfg.link_bytes_per_s;
+  cc.limits = cfg.limits;
   n->cm_ = std::make_unique<cm::CallManager>(cc, n->mp_.vcs());
   n->wake_ = COEMU_TRY(UniqueFd::eventfd());
   int t = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);

@@ -75,6 +75,10 @@ struct NodeConfig {
   // What the call manager's admission may hand out in each direction
   // (guaranteed and controlled-load token rates), bytes/s.
   uint64_t link_bytes_per_s = 1'250'000'000;
+  // Per-peer and per-client limits (SETUP floods, runaway clients), and the
+  // VCs the node holds at once (1..2^20: one per call or party).
+  cm::CmLimits limits = {};
+  uint32_t max_vcs = miniport::kMaxVcs;
   // The control thread writes a lone SIG frame to the link itself, just
   // before it sleeps, instead of waking the I/O thread for it. Measured over
   // TAPs: call setup p50 85-90 us instead of 115-130 us with one call in

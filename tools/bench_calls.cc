@@ -282,6 +282,7 @@ miniport::Result<void> start_call_rig(CallRig& rig, const std::string& link, con
                                       const cm::SapSpec& sap, emulator::NodeClient& client) {
   rig.path = COEMU_TRY(make_bench_path(link, 1500));
   emulator::NodeConfig cfg = base;
+  cfg.limits = cm::CmLimits::none();  // the benches measure the engine, not the flood guards
   cfg.address = "alpha";
   cfg.mac = miniport::MacAddress::local(0xa);
   rig.alpha = COEMU_TRY(Node::start(*rig.path.a, cfg));

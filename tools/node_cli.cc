@@ -36,6 +36,32 @@ void add_node_options(CLI::App* cmd, NodeCliOptions& o) {
   cmd->add_option("--impair", o.impair, "Impair what this node sends, e.g. loss=1%,delay=5ms,seed=7 [lab: the node's]");
   cmd->add_option("--pcap", o.pcap, "Record every frame the node sends and receives (nanosecond pcap) [lab: the node's]");
   cmd->add_flag("-j,--json", o.json, "Events as JSON lines on stdout (logs stay on stderr)");
+  // Limits: what one peer or client may take of the node. A SETUP past a
+  // peer's limit is refused with cause 47; a client request past its limit
+  // answers RESOURCES.
+  const char* limits = "Limits (0 = none)";
+  cmd->add_option("--max-pending-per-peer", o.limits.pending_per_peer,
+                  "Incoming calls from one peer not active yet (offered or awaiting CONNECT_ACK)")
+      ->capture_default_str()
+      ->group(limits);
+  cmd->add_option("--setup-rate", o.limits.setups_per_second,
+                  "SETUPs taken from one peer per second (bursts of as many)")
+      ->capture_default_str()
+      ->group(limits);
+  cmd->add_option("--max-calls-per-peer", o.limits.calls_per_peer, "Live calls and parties with one peer")
+      ->capture_default_str()
+      ->group(limits);
+  cmd->add_option("--max-saps-per-client", o.limits.saps_per_client, "SAPs one client holds at once")
+      ->capture_default_str()
+      ->group(limits);
+  cmd->add_option("--max-vcs", o.max_vcs, "VCs the node holds at once, one per call or party (1..1048576)")
+      ->check(CLI::Range(1u, miniport::kMaxVcs))
+      ->capture_default_str()
+      ->group(limits);
+  cmd->add_option("--pool", o.pool, "Packet buffers of the data path (512..1048576)")
+      ->check(CLI::Range(512u, 1u << 20))
+      ->capture_default_str()
+      ->group(limits);
 }
 
 namespace {
@@ -204,7 +230,9 @@ std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions&
     n->pcap = std::move(*rec);
     n->tap->set_recorder(n->pcap.get());
   }
-  auto node = emulator::Node::start(*n->tap, {.address = o.address, .mac = mac});
+  emulator::NodeConfig cfg{.address = o.address, .mac = mac, .limits = o.limits, .max_vcs = o.max_vcs};
+  cfg.data.pool_buffers = o.pool;
+  auto node = emulator::Node::start(*n->tap, cfg);
   if (!node) {
     fmt::print(stderr, "coemu {}: --address '{}': {}\n", cmd, o.address, emulator::last_error());
     return node.error() == Status::kInvalidData ? kUsage : 1;

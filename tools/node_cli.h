@@ -33,10 +33,14 @@ struct NodeCliOptions {
   std::string impair;   // impairment spec for what this node sends
   std::string pcap;     // "" = no capture
   bool json = false;    // events as JSON lines on stdout
+  // Limits (cm::CmLimits, the data path's pool, the VC table); 0 = no limit.
+  cm::CmLimits limits = {};
+  uint32_t max_vcs = miniport::kMaxVcs;
+  uint32_t pool = emulator::DataPathOptions{}.pool_buffers;
 };
 
 // Adds --lab, --node, --address, --dev, --netns, --mtu, --queues, --io,
-// --mac, --impair, --pcap and --json to cmd.
+// --mac, --impair, --pcap, --json and the limit options to cmd.
 void add_node_options(CLI::App* cmd, NodeCliOptions& o);
 
 // A started node and everything it runs on; members are destroyed in the

@@ -38,6 +38,8 @@ class FrameInjector {
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return std::nullopt;
     const int one = 1;  // our own frames are not answers
     (void)::setsockopt(fd.get(), SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
+    const int big = 8 << 20;  // a flood's answers arrive faster than a test thread reads
+    (void)::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
     return FrameInjector(std::move(fd), static_cast<int>(idx));
   }
 
@@ -64,11 +66,12 @@ class FrameInjector {
   }
 
   // The next frame from `src` with `ether_type` within `limit` (others are
-  // skipped); returns its Ethernet payload.
+  // skipped); returns its Ethernet payload. One thread at a time (send() may
+  // run beside it).
   std::optional<std::vector<uint8_t>> receive(const miniport::MacAddress& src, uint16_t ether_type,
                                               std::chrono::milliseconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
-    std::vector<uint8_t> buf(65536);
+    std::vector<uint8_t>& buf = buf_;
     for (;;) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
                                                                               std::chrono::steady_clock::now());
@@ -87,6 +90,7 @@ class FrameInjector {
   FrameInjector(emulator::UniqueFd fd, int ifindex) : fd_(std::move(fd)), ifindex_(ifindex) {}
   emulator::UniqueFd fd_;
   int ifindex_;
+  std::vector<uint8_t> buf_ = std::vector<uint8_t>(65536);  // receive() is one thread's
 };
 
 }  // namespace coemu_test

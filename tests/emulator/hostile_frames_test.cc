@@ -6,8 +6,10 @@
 // each by its reason, answer as PROTOCOL.md 4.2 says, and keep alpha's call.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "cm/sig_codec.h"
 #include "frame_injector.h"
@@ -278,6 +280,97 @@ TEST_F(HostileFrames, RandomBytesUnderBothEtherTypesAreEachCountedOnce) {
   EXPECT_EQ(caller_.count(Ev::kIncomingClose), 0u);
   EXPECT_EQ(coemu_test::send_seq(alpha_->data(), vc, 0, 3), 3u);
   EXPECT_TRUE(wait_for([&] { return listener_.received.load() >= delivered_before + 3; }, seconds(10)));
+}
+
+TEST_F(HostileFrames, SetupFloodFromOneForgedPeerIsRefusedWith47WhileAlphaCompletesItsCalls) {
+  // 20,000 SETUPs a second for 2 s from the forger, each a new call to
+  // beta's SAP 42 (which accepts everything); beta's default limits
+  // (1,024 half-open calls and 10,000 SETUPs a second per peer) refuse the
+  // excess with cause 47. A reader acks beta's answers, as a peer would.
+  std::atomic<uint32_t> ack{0};
+  std::atomic<bool> flooding{true}, reading{true};
+  std::atomic<uint64_t> refused47{0}, connects{0}, sent{0};
+  std::thread reader([&] {
+    while (reading.load()) {
+      auto p = inj_->receive(kBeta, miniport::kEtherTypeSig, milliseconds(100));
+      if (!p) continue;
+      auto f = cm::decode_sig(*p);
+      if (!f || f->hdr.kind != cm::SigKind::kMsg || f->hdr.peer_incarnation != forger_.inc) continue;
+      if (f->hdr.seq != ack.load() + 1) continue;  // a resend, or one lost on our socket: beta resends
+      ack.store(f->hdr.seq);
+      (void)inj_->send(forger_.sig({cm::SigKind::kAck, forger_.inc, 0, 0, f->hdr.seq}, {}));
+      const cm::Decoded d = cm::decode_message(f->body);
+      if (d.verdict != cm::Verdict::kOk) continue;
+      if (d.msg.type == MsgType::kReleaseComplete && d.msg.cause &&
+          d.msg.cause->cause == cm::cause::kResourceUnavailable)
+        refused47.fetch_add(1);
+      if (d.msg.type == MsgType::kConnect) connects.fetch_add(1);
+    }
+  });
+  std::thread flood([&] {
+    cm::Message setup = message(MsgType::kSetup, 0);
+    const uint8_t called[] = {'b', 'e', 't', 'a'};
+    const uint8_t sap42[] = {0, 42};
+    setup.called_party = std::span<const uint8_t>(called);
+    setup.sap = cm::SapValue{1, sap42};
+    auto next = std::chrono::steady_clock::now();
+    const auto end = next + seconds(2);
+    uint32_t seq = 0;
+    while (flooding.load() && std::chrono::steady_clock::now() < end) {
+      for (int i = 0; i < 20; ++i) {  // 20 a millisecond
+        ++seq;
+        setup.call_ref = seq;
+        setup.vci = 1000 + seq;
+        const auto body = encode(setup);
+        if (inj_->send(forger_.sig({cm::SigKind::kMsg, forger_.inc, 0, seq, ack.load()}, body))) sent.fetch_add(1);
+      }
+      next += milliseconds(1);
+      std::this_thread::sleep_until(next);
+    }
+  });
+  struct Join {  // the threads end even when an assertion returns early
+    std::atomic<bool>& a;
+    std::atomic<bool>& b;
+    std::thread& t1;
+    std::thread& t2;
+    ~Join() {
+      a.store(false);
+      b.store(false);
+      t1.join();
+      t2.join();
+    }
+  } join{flooding, reading, flood, reader};
+
+  // alpha, on the same link, keeps making and closing calls meanwhile.
+  const auto t0 = std::chrono::steady_clock::now();
+  int made = 0;
+  while (std::chrono::steady_clock::now() - t0 < seconds(2) || made < 10) {
+    VcId vc = *alpha_->create_vc(af_a_);
+    auto done = call(vc, kSap42);
+    ASSERT_TRUE(done.has_value()) << "call " << made << " never completed";
+    ASSERT_EQ(done->status, Status::kSuccess) << "call " << made << ", cause " << int{done->cause};
+    const size_t closed = caller_.count(Ev::kCloseCallComplete);
+    ASSERT_EQ(alpha_->close_call(vc), Status::kPending);
+    ASSERT_TRUE(wait_for([&] { return caller_.count(Ev::kCloseCallComplete) > closed; }, seconds(10)));
+    ASSERT_TRUE(wait_for([&] { return alpha_->delete_vc(vc) == Status::kSuccess; }, seconds(10)));
+    ++made;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  flooding.store(false);
+  // Every SETUP beta read was taken or refused; give the answers time to land.
+  const auto& c = [&] { return beta_->sig_counters().cm; };
+  EXPECT_TRUE(wait_for([&] { return refused47.load() > 0 && refused47.load() >= c().setups_limited * 9 / 10; },
+                       seconds(10)))
+      << refused47.load() << " answers with cause 47 seen, beta refused " << c().setups_limited;
+  std::printf("flood: %llu SETUPs sent (%.0f/s); beta refused %llu with cause 47, took %llu; alpha made %d calls\n",
+              static_cast<unsigned long long>(sent.load()), static_cast<double>(sent.load()) / secs,
+              static_cast<unsigned long long>(c().setups_limited), static_cast<unsigned long long>(connects.load()),
+              made);
+  EXPECT_GT(c().setups_limited, 0u);
+  EXPECT_LE(connects.load(), 1024u) << "no more half-open calls than the limit";
+  // The forged calls end by T313 and T308 (4 s each): nothing is left.
+  EXPECT_TRUE(wait_for([&] { return beta_->calls() == 0 && beta_->vcs_in_use() == 0; }, seconds(20)))
+      << beta_->calls() << " calls left";
 }
 
 }  // namespace
