@@ -568,6 +568,12 @@ Status CallManager::incoming_call_complete(VcId vc, Status answer, Time now, CmO
     (void)vcs_.activate(c->vc, vc_params(*c, c->peer_vci));
   }
   CallActions acts;
+  if (answer == Status::kPending) {
+    // R51: the client answers later; the caller hears CALL_PROCEEDING.
+    if (c->via_add_party || !c->fsm.defer(now, acts)) return Status::kFailure;
+    run(*k, acts, now, out);
+    return Status::kSuccess;
+  }
   if (c->via_add_party && answer != Status::kSuccess) c->rejecting = true;
   const bool ok = answer == Status::kSuccess ? c->fsm.accept(now, acts) : c->fsm.reject(refusal_cause(answer), acts);
   if (!ok) {
@@ -594,6 +600,15 @@ void CallManager::qos_event(const Call& c, ClientEvent::Kind kind, Status status
   e.params_changed = c.params_changed;
   e.peer_address = peer_address(c);
   out.events.push_back(e);
+}
+
+Status CallManager::enquire_call(VcId vc, Time now, CmOutput& out) {
+  const auto k = call_on(vc);
+  if (!k) return Status::kFailure;
+  CallActions acts;
+  find(*k)->fsm.enquire(now, acts);
+  run(*k, acts, now, out);
+  return Status::kSuccess;
 }
 
 Status CallManager::modify_call_qos(VcId vc, const Traffic& wanted, Time now, CmOutput& out) {

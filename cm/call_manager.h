@@ -324,7 +324,9 @@ class CallManager {
   // Parties of the point-to-multipoint call on `vc` that the client holds.
   [[nodiscard]] size_t parties(VcId vc) const;
   // R51/R52: the SAP owner's answer to kIncomingCall: kSuccess accepts,
-  // anything else rejects, with the cause refusal_cause() gives the status.
+  // kPending answers later (CALL_PROCEEDING goes out; the caller waits T310
+  // for the real answer), anything else rejects, with the cause
+  // refusal_cause() gives the status.
   // `granted` (accepting only): the FLOWSPECs the callee takes, each token
   // rate at most what was offered (else kInvalidData): the caller sees them
   // with params_changed (R42).
@@ -342,6 +344,12 @@ class CallManager {
   // close is already under way, or (R59) while a multipoint call has more
   // than one party.
   [[nodiscard]] Status close_call(VcId vc, Time now, CmOutput& out);
+  // Asks the peer for its state of the call on `vc` (STATUS_ENQUIRY; T322
+  // runs). The STATUS answer ends it; an answer saying the peer has no such
+  // call (STATUS with state 0, or RELEASE_COMPLETE with cause 81) clears the
+  // call here, as does T322 running out (cause 102): the two ends agree
+  // again. kFailure when `vc` has no call.
+  [[nodiscard]] Status enquire_call(VcId vc, Time now, CmOutput& out);
 
   // R76/R83: an OID query a client sends to the CM with its AF handle.
   // OID_CO_GET_ADDRESSES answers a CO_ADDRESS_LIST (ntddndis.h layout, host

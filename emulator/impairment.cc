@@ -1,10 +1,15 @@
 #include "emulator/impairment.h"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 
+#include "cm/call_fsm.h"
+#include "cm/sig_codec.h"
 #include "emulator/unique_fd.h"
+#include "miniport/byte_order.h"
+#include "miniport/frame.h"
 
 namespace emulator {
 
@@ -123,8 +128,83 @@ uint64_t Rng::next() noexcept {
 
 bool ImpairmentConfig::active() const noexcept {
   return loss_pct > 0 || duplicate_pct > 0 || corrupt_pct > 0 || reorder_pct > 0 ||
-         delay.count() > 0 || jitter.count() > 0 || rate_bps > 0;
+         delay.count() > 0 || jitter.count() > 0 || rate_bps > 0 || !faults.empty();
 }
+
+namespace {
+
+// "drop:CONNECT_ACK#2@7", "delay:RELEASE:300ms", "drop:*".
+Result<FaultRule> parse_fault(std::string_view v) {
+  const std::string whole(v);
+  auto wrong = [&](const std::string& why) {
+    return bad("fault '" + whole + "': " + why +
+               " (expected ACTION:TYPE[#N][@CALLREF][:DURATION], e.g. drop:CONNECT_ACK, drop:SETUP#2, "
+               "delay:RELEASE:300ms)");
+  };
+  FaultRule r;
+  const size_t c1 = v.find(':');
+  if (c1 == std::string_view::npos) return wrong("no message type");
+  const std::string_view action = v.substr(0, c1);
+  if (action == "drop") r.action = FaultRule::Action::kDrop;
+  else if (action == "delay") r.action = FaultRule::Action::kDelay;
+  else return wrong("unknown action '" + std::string(action) + "' (drop or delay)");
+  v = v.substr(c1 + 1);
+  const size_t c2 = v.find(':');
+  std::string_view target = v.substr(0, c2);
+  const std::string_view dur = c2 == std::string_view::npos ? std::string_view() : v.substr(c2 + 1);
+  auto number = [&](std::string_view digits, uint64_t most, uint64_t& out) {
+    if (digits.empty() || digits.size() > 10) return false;
+    out = 0;
+    for (char ch : digits) {
+      if (ch < '0' || ch > '9') return false;
+      out = out * 10 + static_cast<uint64_t>(ch - '0');
+    }
+    return out >= 1 && out <= most;
+  };
+  if (const size_t at = target.find('@'); at != std::string_view::npos) {
+    uint64_t ref;
+    if (!number(target.substr(at + 1), 0x7FFFFFFF, ref)) return wrong("call reference must be 1..2147483647");
+    r.call_ref = static_cast<uint32_t>(ref);
+    target = target.substr(0, at);
+  }
+  if (const size_t hash = target.find('#'); hash != std::string_view::npos) {
+    uint64_t n;
+    if (!number(target.substr(hash + 1), 1'000'000'000, n)) return wrong("#N must be 1..1000000000");
+    r.nth = static_cast<uint32_t>(n);
+    target = target.substr(0, hash);
+  }
+  if (target != "*") {
+    for (int t = 0; t < 256 && !r.msg_type; ++t) {
+      if (!cm::is_known(static_cast<uint8_t>(t))) continue;
+      std::string_view name = cm::to_string(static_cast<cm::MsgType>(t));
+      if (name.size() != target.size()) continue;
+      bool same = true;
+      for (size_t i = 0; i < name.size(); ++i)
+        same = same && std::toupper(static_cast<unsigned char>(target[i])) == name[i];
+      if (same) r.msg_type = static_cast<uint8_t>(t);
+    }
+    if (!r.msg_type) return wrong("unknown message type '" + std::string(target) + "' (SETUP, CONNECT, ... or *)");
+  }
+  if (r.action == FaultRule::Action::kDelay) {
+    if (dur.empty()) return wrong("delay needs a duration");
+    r.delay = COEMU_TRY(parse_time("fault delay", dur));
+    if (r.delay.count() <= 0) return wrong("the delay must be positive");
+  } else if (!dur.empty()) {
+    return wrong("drop takes no duration");
+  }
+  return r;
+}
+
+std::string fault_to_string(const FaultRule& r) {
+  std::string s = r.action == FaultRule::Action::kDrop ? "drop:" : "delay:";
+  s += r.msg_type ? cm::to_string(static_cast<cm::MsgType>(*r.msg_type)) : "*";
+  if (r.nth != 0) s += "#" + std::to_string(r.nth);
+  if (r.call_ref) s += "@" + std::to_string(*r.call_ref);
+  if (r.action == FaultRule::Action::kDelay) s += ":" + fmt_time(r.delay);
+  return s;
+}
+
+}  // namespace
 
 Result<void> ImpairmentConfig::validate() const {
   auto pct_ok = [](double p) { return std::isfinite(p) && p >= 0 && p <= 100; };
@@ -162,13 +242,14 @@ Result<ImpairmentConfig> ImpairmentConfig::parse(std::string_view spec) {
     else if (key == "jitter") c.jitter = COEMU_TRY(parse_time(key, val));
     else if (key == "rate") c.rate_bps = COEMU_TRY(parse_rate(val));
     else if (key == "seed") c.seed = COEMU_TRY(parse_uint(key, val));
+    else if (key == "fault") c.faults.push_back(COEMU_TRY(parse_fault(val)));
     else if (key == "limit") {
       uint64_t n = COEMU_TRY(parse_uint(key, val));
       if (n == 0 || n > 1000000) return bad("limit: must be within 1..1000000");
       c.queue_limit = static_cast<uint32_t>(n);
     } else {
       return bad("unknown impairment '" + std::string(key) +
-                 "' (known: loss, delay, jitter, reorder, duplicate, corrupt, rate, limit, seed)");
+                 "' (known: loss, delay, jitter, reorder, duplicate, corrupt, rate, limit, seed, fault)");
     }
   }
   COEMU_TRY(c.validate());
@@ -189,12 +270,33 @@ std::string ImpairmentConfig::to_string() const {
   if (corrupt_pct > 0) add("corrupt=" + fmt_double(corrupt_pct) + "%");
   if (rate_bps > 0) add("rate=" + std::to_string(rate_bps) + "bit");
   if (rate_bps > 0 && queue_limit != 1000) add("limit=" + std::to_string(queue_limit));
+  for (const FaultRule& f : faults) add("fault=" + fault_to_string(f));
   if (s.empty()) return "none";
   add("seed=" + std::to_string(seed));
   return s;
 }
 
-Impairer::Impairer(const ImpairmentConfig& cfg) : cfg_(cfg), rng_(cfg.seed) {}
+Impairer::Impairer(const ImpairmentConfig& cfg) : cfg_(cfg), rng_(cfg.seed), fault_seen_(cfg.faults.size(), 0) {}
+
+std::optional<Duration> Impairer::apply_faults(std::span<const uint8_t> frame) {
+  Duration extra{0};
+  if (cfg_.faults.empty() || frame.size() < miniport::kEthHeaderLen ||
+      miniport::load_be16(frame.data() + 12) != miniport::kEtherTypeSig)
+    return extra;
+  auto f = cm::decode_sig(frame.subspan(miniport::kEthHeaderLen));
+  if (!f || f->hdr.kind != cm::SigKind::kMsg || f->body.size() < 8) return extra;
+  const uint8_t type = f->body[0];
+  const uint32_t ref = miniport::load_be32(f->body.data() + 4) & ~cm::kCallRefToOriginator;
+  for (size_t i = 0; i < cfg_.faults.size(); ++i) {
+    const FaultRule& r = cfg_.faults[i];
+    if ((r.msg_type && *r.msg_type != type) || (r.call_ref && *r.call_ref != ref)) continue;
+    if (++fault_seen_[i] != r.nth && r.nth != 0) continue;
+    ++counters_.faulted;
+    if (r.action == FaultRule::Action::kDrop) return std::nullopt;
+    extra += r.delay;
+  }
+  return extra;
+}
 
 void Impairer::submit(std::span<const uint8_t> frame, Time now) {
   ++counters_.frames_in;
@@ -208,6 +310,10 @@ void Impairer::submit(std::span<const uint8_t> frame, Time now) {
   const uint64_t corrupt_draw = rng_.next();
   (void)rng_.next();  // reserved, keeps the stride at seven
 
+  // Targeted faults come first and draw nothing: adding one leaves every
+  // other frame's fate as it was.
+  const std::optional<Duration> fault = apply_faults(frame);
+  if (!fault) return;
   if (u_loss * 100 < cfg_.loss_pct) {
     ++counters_.dropped_loss;
     return;
@@ -221,6 +327,7 @@ void Impairer::submit(std::span<const uint8_t> frame, Time now) {
     d = Duration(0);  // netem's reorder: this frame goes at once, ahead of delayed ones
     ++counters_.reordered;
   }
+  d += *fault;  // a fault's delay holds even a reordered frame
   Time due = now + d;
   const bool dup = u_dup * 100 < cfg_.duplicate_pct;
   const bool corrupt = u_corrupt * 100 < cfg_.corrupt_pct;

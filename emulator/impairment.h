@@ -30,6 +30,22 @@ using miniport::Duration;
 using miniport::Result;
 using miniport::Time;
 
+// A targeted fault on signaling: drops or delays the MSG frames that carry
+// one message type (or any), every one or only the Nth, optionally only
+// those of one call. Spec: fault=ACTION:TYPE[#N][@CALLREF][:DURATION], e.g.
+// fault=drop:CONNECT_ACK, fault=drop:SETUP#2, fault=drop:*@7,
+// fault=delay:RELEASE:300ms. The transport resends what is dropped, so
+// "every" starves the peer of that message and "#N" costs one resend.
+struct FaultRule {
+  enum class Action : uint8_t { kDrop, kDelay };
+  Action action = Action::kDrop;
+  std::optional<uint8_t> msg_type;   // nullopt: every message
+  uint32_t nth = 0;                  // 0: every match; else only the nth (from 1)
+  std::optional<uint32_t> call_ref;  // only this call (the reference without its direction bit)
+  Duration delay{0};                 // kDelay: added to the frame's delay
+  friend bool operator==(const FaultRule&, const FaultRule&) = default;
+};
+
 struct ImpairmentConfig {
   double loss_pct = 0;       // frames dropped, in percent
   double duplicate_pct = 0;  // frames sent twice
@@ -40,6 +56,7 @@ struct ImpairmentConfig {
   uint64_t rate_bps = 0;     // serialization rate; 0 = unlimited
   uint32_t queue_limit = 1000;  // frames waiting for the rate limiter before tail drop
   uint64_t seed = 1;         // the generator's seed; same seed + same frames = same fate
+  std::vector<FaultRule> faults;  // targeted faults on signaling, applied before the rest
 
   // True when any impairment is set (a link without one takes the bypass path).
   [[nodiscard]] bool active() const noexcept;
@@ -47,7 +64,8 @@ struct ImpairmentConfig {
   // [0,100], negative times, jitter > delay, reorder without delay, or limit 0.
   [[nodiscard]] Result<void> validate() const;
   // Parses "loss=1%,delay=10ms,jitter=2ms,reorder=25%,duplicate=1%,corrupt=0.1%,
-  // rate=10mbit,limit=1000,seed=42" (any subset, any order; "" or "none" = no
+  // rate=10mbit,limit=1000,seed=42,fault=drop:CONNECT" (any subset, any
+  // order, fault= repeatable; "" or "none" = no
   // impairment). Times take ns/us/ms/s, rates bit/kbit/mbit/gbit (or bps). Errors:
   // kInvalidData naming the bad key or value in last_error().
   [[nodiscard]] static Result<ImpairmentConfig> parse(std::string_view spec);
@@ -64,6 +82,7 @@ struct ImpairmentCounters {
   uint64_t corrupted = 0;
   uint64_t reordered = 0;      // sent ahead of earlier delayed frames
   uint64_t delayed = 0;        // copies held back for delay, jitter or rate
+  uint64_t faulted = 0;        // SIG frames a targeted fault dropped or delayed
 
   ImpairmentCounters& operator+=(const ImpairmentCounters& o) noexcept {
     frames_in += o.frames_in;
@@ -74,6 +93,7 @@ struct ImpairmentCounters {
     corrupted += o.corrupted;
     reordered += o.reordered;
     delayed += o.delayed;
+    faulted += o.faulted;
     return *this;
   }
   friend ImpairmentCounters operator+(ImpairmentCounters a, const ImpairmentCounters& b) noexcept {
@@ -140,6 +160,9 @@ class Impairer {
 
   void enqueue(std::span<const uint8_t> frame, Time due, Time now, bool corrupt,
                uint64_t corrupt_draw);
+  // The targeted faults' verdict on a frame: nullopt to drop it, else the
+  // delay they add.
+  std::optional<Duration> apply_faults(std::span<const uint8_t> frame);
 
   ImpairmentConfig cfg_;
   Rng rng_;
@@ -148,6 +171,7 @@ class Impairer {
   uint64_t seq_ = 0;
   Time link_free_at_{0};           // when the rate limiter's "wire" is idle again
   std::deque<Time> rate_backlog_;  // departure times of frames still serializing
+  std::vector<uint32_t> fault_seen_;  // per rule: matching frames so far
 };
 
 }  // namespace emulator

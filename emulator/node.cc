@@ -440,6 +440,10 @@ Status Node::close_call(VcId vc) {
   return cm_request([&](cm::CmOutput& out) { return cm_->close_call(vc, steady_now(), out); });
 }
 
+Status Node::enquire_call(VcId vc) {
+  return cm_request([&](cm::CmOutput& out) { return cm_->enquire_call(vc, steady_now(), out); });
+}
+
 miniport::OidResult Node::query_miniport(uint32_t oid, std::optional<VcId> vc, std::span<uint8_t> out) {
   // On the control thread, which alone changes the VC table's handles.
   return on_control([&] { return mp_.query(oid, vc, out); });

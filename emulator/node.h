@@ -129,6 +129,8 @@ class Node final : private DataPathHandler {
   // R61/R52: new FLOWSPECs for the call on `vc` (see cm::CallManager::modify_call_qos).
   [[nodiscard]] Status modify_call_qos(VcId vc, const cm::Traffic& wanted);
   [[nodiscard]] Status close_call(VcId vc);
+  // STATUS_ENQUIRY for the call on `vc` (see cm::CallManager::enquire_call).
+  [[nodiscard]] Status enquire_call(VcId vc);
   // R76 with no AF handle: a query straight to the miniport, adapter-wide or
   // for one VC (R80), answered from the fast path's counters with R79/R82's
   // statuses and sizes. Any thread.

@@ -219,7 +219,7 @@ Json snapshot_json(const emulator::Node::Snapshot& s) {
       {"impairment",
        {{"frames_in", im.frames_in}, {"frames_out", im.frames_out}, {"dropped_loss", im.dropped_loss},
         {"dropped_queue", im.dropped_queue}, {"duplicated", im.duplicated}, {"corrupted", im.corrupted},
-        {"reordered", im.reordered}, {"delayed", im.delayed}}}};
+        {"reordered", im.reordered}, {"delayed", im.delayed}, {"faulted", im.faulted}}}};
   return j;
 }
 

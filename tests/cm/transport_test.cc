@@ -32,6 +32,7 @@ class Net {
 
   Transport a, b;
   double loss = 0, dup = 0;
+  bool mute_b = false;  // every frame from b is lost (its ACKs included)
   Duration delay = microseconds(100), jitter{0};
   Time now{0};
   std::vector<uint32_t> got_a, got_b;  // message numbers delivered at each end
@@ -41,7 +42,7 @@ class Net {
   void apply(const MacAddress& from, Actions& acts) {
     for (auto& f : acts.frames) {
       (from == kA ? sent_by_a : sent_by_b).push_back(f);
-      if (rnd() < loss) continue;
+      if (rnd() < loss || (from == kB && mute_b)) continue;
       const int copies = rnd() < dup ? 2 : 1;
       for (int c = 0; c < copies; ++c) {
         const Duration j = jitter.count() ? Duration(static_cast<int64_t>(rnd() * jitter.count())) : Duration(0);
@@ -148,6 +149,38 @@ TEST(Transport, RetransmitsWithBackoffThenDeclaresThePeerDown) {
   EXPECT_EQ(n.events[0].kind, PeerEventKind::kDown);
   EXPECT_EQ(n.now, Time(milliseconds(7150)));
   EXPECT_FALSE(n.a.has_association(kB));
+}
+
+TEST(Transport, GivingUpOnAPeerThatStillHearsUsResetsItsSideToo) {
+  // b hears a but its ACKs are lost: a gives up. Without a RESET, b would
+  // keep the association and take a's next MSG (seq 1 again) for an old
+  // duplicate forever.
+  Net n;
+  Actions acts;
+  ASSERT_TRUE(n.a.send(kB, msg(1), n.now, acts));
+  n.apply(kA, acts);
+  while (n.step()) {
+  }
+  ASSERT_EQ(n.got_b, std::vector<uint32_t>{1});
+  n.mute_b = true;
+  ASSERT_TRUE(n.a.send(kB, msg(2), n.now, acts));
+  n.apply(kA, acts);
+  while (n.events.size() < 2 && n.step()) {
+  }
+  ASSERT_EQ(n.events.size(), 2u);
+  EXPECT_EQ(n.events[0].kind, PeerEventKind::kDown);
+  EXPECT_EQ(n.events[0].peer, kB);
+  EXPECT_EQ(n.events[1].kind, PeerEventKind::kReset) << "b dropped its side (and would clear its calls)";
+  EXPECT_EQ(n.events[1].peer, kA);
+  EXPECT_FALSE(n.b.has_association(kA));
+  // Healed: a's next message opens a fresh association and is delivered.
+  n.mute_b = false;
+  ASSERT_TRUE(n.a.send(kB, msg(3), n.now, acts));
+  n.apply(kA, acts);
+  while (n.step()) {
+  }
+  EXPECT_EQ(n.got_b, (std::vector<uint32_t>{1, 2, 3})) << "2 arrived (b could not ack it), then 3";
+  EXPECT_EQ(n.a.unacked(kB), 0u);
 }
 
 TEST(Transport, BareAckFiveMillisecondsAfterAMsgNothingCarries) {

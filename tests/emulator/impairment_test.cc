@@ -5,7 +5,11 @@
 #include <algorithm>
 #include <numeric>
 
+#include "cm/call_fsm.h"
+#include "cm/sig_codec.h"
 #include "emulator/unique_fd.h"
+#include "miniport/byte_order.h"
+#include "miniport/frame.h"
 
 namespace emulator {
 namespace {
@@ -184,6 +188,70 @@ TEST(Impairment, RateLimitSerializesAndTailDrops) {
   for (uint32_t i = 0; i < 10; ++i) q.submit(frame_with_seq(i, 1000), Time(0));
   EXPECT_EQ(q.counters().dropped_queue, 7u);
   EXPECT_EQ(q.pending(), 3u);
+}
+
+}  // namespace
+}  // namespace emulator
+
+namespace emulator {
+namespace {
+
+// A SIG MSG frame carrying a message of `type` for call `ref`.
+std::vector<uint8_t> sig_msg(cm::MsgType type, uint32_t ref, uint32_t seq) {
+  cm::Message m;
+  m.type = type;
+  m.call_ref = ref;
+  if (type == cm::MsgType::kConnect) m.vci = 5;
+  std::vector<uint8_t> body(64);
+  const size_t n = *cm::encode_message(m, body);
+  std::vector<uint8_t> f(miniport::kEthHeaderLen + cm::kSigHeaderLen + n);
+  miniport::store_be16(f.data() + 12, miniport::kEtherTypeSig);
+  EXPECT_TRUE(cm::encode_sig({cm::SigKind::kMsg, 1, 0, seq, 0}, std::span(body).first(n),
+                             std::span(f).subspan(miniport::kEthHeaderLen)));
+  return f;
+}
+
+TEST(ImpairmentFaults, ParseNamesAndRoundTrips) {
+  auto c = cfg("fault=drop:connect_ack,fault=drop:SETUP#2,fault=drop:*@7,fault=delay:RELEASE#1@9:300ms");
+  ASSERT_EQ(c.faults.size(), 4u);
+  EXPECT_TRUE(c.active());
+  EXPECT_EQ(c.faults[0].msg_type, static_cast<uint8_t>(cm::MsgType::kConnectAck));
+  EXPECT_EQ(c.faults[1].nth, 2u);
+  EXPECT_FALSE(c.faults[2].msg_type.has_value());
+  EXPECT_EQ(c.faults[2].call_ref, 7u);
+  EXPECT_EQ(c.faults[3].action, FaultRule::Action::kDelay);
+  EXPECT_EQ(c.faults[3].delay, milliseconds(300));
+  EXPECT_EQ(cfg(c.to_string()).faults, c.faults) << c.to_string();
+  for (const char* bad : {"fault=drop", "fault=zap:SETUP", "fault=drop:SETUPP", "fault=drop:SETUP#0",
+                          "fault=drop:SETUP@x", "fault=delay:SETUP", "fault=drop:SETUP:1s", "fault=delay:SETUP:0ms"}) {
+    auto r = ImpairmentConfig::parse(bad);
+    EXPECT_FALSE(r.has_value()) << bad;
+    EXPECT_NE(last_error().find("fault '"), std::string::npos) << bad << " -> " << last_error();
+  }
+}
+
+TEST(ImpairmentFaults, DropEveryNthOrOneCallsAndDelay) {
+  using cm::MsgType;
+  Impairer imp(cfg("fault=drop:CONNECT#2,fault=drop:*@7,fault=delay:RELEASE:5ms"));
+  std::vector<std::pair<MsgType, uint32_t>> sent = {
+      {MsgType::kConnect, 1}, {MsgType::kConnect, 2}, {MsgType::kConnect, 3},  // the 2nd CONNECT goes
+      {MsgType::kSetup, 7},   {MsgType::kRelease, 7},                          // every message of call 7 goes
+      {MsgType::kRelease, 4},                                                  // held 5 ms
+  };
+  uint32_t seq = 0;
+  for (auto [t, ref] : sent) {  // either direction bit: the rule names the call
+    const uint32_t wire = ref | (seq % 2 ? cm::kCallRefToOriginator : 0);
+    imp.submit(sig_msg(t, wire, ++seq), Time(0));
+  }
+  imp.submit(frame_with_seq(99), Time(0));  // not signaling: untouched
+  std::vector<uint32_t> refs_now;
+  imp.release(Time(0), [&](std::span<const uint8_t> f) {
+    auto s = cm::decode_sig(f.subspan(miniport::kEthHeaderLen));
+    refs_now.push_back(s ? miniport::load_be32(s->body.data() + 4) & 0x7FFFFFFF : 0);
+  });
+  EXPECT_EQ(refs_now, (std::vector<uint32_t>{1, 3, 0}));
+  EXPECT_EQ(imp.next_deadline(), Time(milliseconds(5)));
+  EXPECT_EQ(imp.counters().faulted, 4u);
 }
 
 }  // namespace

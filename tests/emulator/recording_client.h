@@ -1,6 +1,7 @@
 // A Node client for tests: records every event; when `accept` is set it
-// accepts every incoming call, and it answers every incoming close with its
-// own close, from inside on_event (inline requests). It checks received
+// accepts every incoming call (with `defer` it answers "later", and never
+// does), and it answers every incoming close with its own close, from
+// inside on_event (inline requests). It checks received
 // payloads in order (node_pair.h's pattern) and counts send completions.
 #pragma once
 
@@ -24,6 +25,7 @@ class RecordingClient : public emulator::NodeClient {
 
   emulator::Node* node = nullptr;
   bool accept = false;
+  bool defer = false;  // answer every incoming call "later" (CALL_PROCEEDING) and never again
   bool answer_oids = true;  // complete the CM's OID requests at once
   std::mutex mu;  // guards events
   std::vector<emulator::ClientEvent> events;
@@ -35,6 +37,9 @@ class RecordingClient : public emulator::NodeClient {
   void on_event(const emulator::ClientEvent& e) override {
     if (accept && e.kind == Ev::kIncomingCall) {
       EXPECT_EQ(node->incoming_call_complete(e.vc, Status::kSuccess), Status::kSuccess);
+    }
+    if (defer && e.kind == Ev::kIncomingCall) {
+      EXPECT_EQ(node->incoming_call_complete(e.vc, Status::kPending), Status::kSuccess);
     }
     if (e.kind == Ev::kIncomingClose) {
       EXPECT_EQ(node->close_call(e.vc), Status::kPending);
