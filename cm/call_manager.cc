@@ -957,7 +957,7 @@ void CallManager::on_sig_frame(const MacAddress& src, std::span<const uint8_t> p
           break;
         case NeighborEventKind::kDown:
           peer_gone(e.mac, now, out);
-          transport_.forget(e.mac);
+          transport_.drop(e.mac, ta);
           break;
         case NeighborEventKind::kDuplicateAddress: {
           ClientEvent ce{ClientEvent::Kind::kNeighborEvent};
@@ -1366,12 +1366,12 @@ void CallManager::on_timer(Time now, CmOutput& out) {
   if (neighbors_.hello_due(now)) start(now, out);
   std::vector<NeighborEvent> nev;
   neighbors_.on_timer(now, nev);
+  Actions ta;
   for (const NeighborEvent& e : nev) {
     if (e.kind != NeighborEventKind::kDown) continue;
     peer_gone(e.mac, now, out);
-    transport_.forget(e.mac);
+    transport_.drop(e.mac, ta);
   }
-  Actions ta;
   transport_.on_timer(now, ta);
   flush(ta, now, out);
   // Calls whose timers ran out (the queue's stale entries are skipped).

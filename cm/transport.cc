@@ -239,6 +239,13 @@ void Transport::peer_incarnation(const MacAddress& peer, uint32_t incarnation, A
 
 void Transport::forget(const MacAddress& peer) { assocs_.erase(peer); }
 
+void Transport::drop(const MacAddress& peer, Actions& out) {
+  auto it = assocs_.find(peer);
+  if (it == assocs_.end()) return;
+  if (it->second.peer_inc != 0) send_reset(peer, it->second.peer_inc, out);
+  assocs_.erase(it);
+}
+
 bool Transport::has_association(const MacAddress& peer) const { return assocs_.count(peer) != 0; }
 
 size_t Transport::unacked(const MacAddress& peer) const {

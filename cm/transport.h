@@ -124,6 +124,10 @@ class Transport {
   void peer_incarnation(const MacAddress& peer, uint32_t incarnation, Actions& out);
   // Forgets a peer without telling anyone (its calls are already cleared).
   void forget(const MacAddress& peer);
+  // Forgets a peer we stopped hearing (its calls are already cleared), and
+  // sends it RESET for the life we knew: if it still hears us, it drops its
+  // side too, so our next MSG (seq 1 again) opens a fresh association there.
+  void drop(const MacAddress& peer, Actions& out);
 
   [[nodiscard]] uint32_t incarnation() const noexcept { return incarnation_; }
   [[nodiscard]] const TransportCounters& counters() const noexcept { return c_; }

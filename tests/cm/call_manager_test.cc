@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 
 #include "cm_lab.h"
@@ -147,6 +148,37 @@ TEST(CallManager, APeerThatFallsSilentHasItsCallsClearedWithCause41) {
   ASSERT_NE(ic, nullptr);
   EXPECT_EQ(ic->cause, cause::kTemporaryFailure);
   EXPECT_FALSE(l.a.neighbors().lookup("beta")) << "down after the dead interval";
+}
+
+TEST(CallManager, APeerWeStopHearingIsResetSoBothEndsStartAfresh) {
+  // alpha stops hearing beta (beta still hears alpha): after the dead
+  // interval alpha clears the call and sends RESET, so beta clears its side
+  // and drops the association; once beta is heard again, a new call goes
+  // through at once (without the RESET beta would take alpha's next MSG,
+  // seq 1 again, for an old duplicate).
+  Lab l;
+  l.start();
+  auto [vc, vc_b] = l.offer();
+  l.answer(vc_b, Status::kSuccess);
+  ASSERT_EQ(l.last(l.ev_a, Ev::kMakeCallComplete)->status, Status::kSuccess);
+  l.b_mute = true;
+  l.pump(l.now + seconds(5));
+  ASSERT_NE(l.last(l.ev_a, Ev::kIncomingClose), nullptr);
+  const ClientEvent* at_b = l.last(l.ev_b, Ev::kIncomingClose);
+  ASSERT_NE(at_b, nullptr) << "beta heard alpha's RESET";
+  EXPECT_EQ(at_b->cause, cause::kTemporaryFailure);
+  l.b_mute = false;
+  l.pump(l.now + seconds(2));  // beta's HELLO: a neighbor again
+  ASSERT_TRUE(l.a.neighbors().lookup("beta"));
+  const size_t offered = std::count_if(l.ev_b.begin(), l.ev_b.end(), [](auto& e) { return e.kind == Ev::kIncomingCall; });
+  VcId again = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
+  CmOutput out;
+  ASSERT_EQ(l.a.make_call(again, "beta", kSap42, l.now, out), Status::kPending);
+  l.take(kMacA, out);
+  l.pump(l.now + milliseconds(50));
+  EXPECT_EQ(std::count_if(l.ev_b.begin(), l.ev_b.end(), [](auto& e) { return e.kind == Ev::kIncomingCall; }),
+            static_cast<long>(offered) + 1)
+      << "the SETUP was delivered within 50 ms";
 }
 
 TEST(CallManager, R11_R12_PendedOpenCompletesLaterAndTakesNoRequestsBefore) {

@@ -38,6 +38,7 @@ struct Lab {
   Time now{0};
   double loss = 0;
   bool b_dead = false;
+  bool b_mute = false;  // beta hears everything, nothing it sends arrives
   bool keep_oids = false;  // record the CM's OID requests (R13/R83) too; the other tests look past them
   std::vector<ClientEvent> ev_a, ev_b;
   std::deque<std::pair<MacAddress, SigOut>> wire;  // (source, frame)
@@ -62,7 +63,7 @@ struct Lab {
         auto [from, f] = std::move(wire.front());
         wire.pop_front();
         if (rnd() < loss) continue;
-        if (b_dead && from == kMacB) continue;
+        if ((b_dead || b_mute) && from == kMacB) continue;
         for (CallManager* to : {&a, &b}) {
           const MacAddress self = to == &a ? kMacA : kMacB;
           if (self == from || (f.dst != self && f.dst != MacAddress::broadcast())) continue;
