@@ -1,8 +1,9 @@
 // Two nodes on TAPs bridged in a namespace of the test's own: calls over the
-// real stack, refusals by cause, and a peer that dies.
+// real stack, refusals by cause, a peer that dies, and a flapping carrier.
 #include <gtest/gtest.h>
 
 #include <mutex>
+#include <thread>
 
 #include "tap_calls.h"
 
@@ -91,6 +92,52 @@ TEST_F(TapCalls, KillingThePeerClearsItsCallsWithinTheDeadInterval) {
   const auto waited = std::chrono::steady_clock::now() - t0;
   EXPECT_LE(waited, std::chrono::milliseconds(3500 + 1500)) << "dead interval 3.5 s plus one check";
   EXPECT_EQ(caller_.last(Ev::kIncomingClose)->cause, cm::cause::kTemporaryFailure);
+}
+
+}  // namespace
+}  // namespace emulator
+
+namespace emulator {
+namespace {
+
+TEST_F(TapCalls, CarrierFlappingEvery200msForTenSecondsLeavesNothingAndCallsResume) {
+  VcId vc = *alpha_->create_vc(af_a_);
+  auto up = call(vc, kSap42);
+  ASSERT_TRUE(up && up->status == Status::kSuccess);
+  // The stimulus runs on a schedule; what the nodes do about it is waited for below.
+  auto next = std::chrono::steady_clock::now();
+  bool carrier = true;
+  for (int i = 0; i < 50; ++i) {
+    carrier = !carrier;
+    ASSERT_TRUE(taps_[0]->set_carrier(carrier));
+    next += std::chrono::milliseconds(200);
+    std::this_thread::sleep_until(next);
+  }
+  ASSERT_TRUE(carrier) << "50 flips end with the carrier up";
+  ASSERT_TRUE(wait_for([&] { return caller_.last(Ev::kLinkStatus) && caller_.last(Ev::kLinkStatus)->link_up; },
+                       seconds(10)));
+  ASSERT_TRUE(wait_for([&] { return caller_.count(Ev::kCloseCallComplete) >= 1; }, seconds(10)))
+      << "the first flap cleared the call (cause 27) and the client closed it";
+  EXPECT_EQ(caller_.find(Ev::kIncomingClose)->cause, cm::cause::kDestinationOutOfOrder);
+  ASSERT_TRUE(wait_for([&] { return alpha_->delete_vc(vc) == Status::kSuccess; }, seconds(10)));
+  EXPECT_TRUE(wait_for([&] { return alpha_->calls() == 0 && beta_->calls() == 0; }, seconds(10)))
+      << "RESTART after the link came back cleared beta's side";
+
+  ASSERT_TRUE(wait_for([&] { return alpha_->knows("beta"); }, seconds(10)));
+  VcId again = *alpha_->create_vc(af_a_);
+  auto resumed = call(again, kSap42);
+  ASSERT_TRUE(resumed.has_value());
+  EXPECT_EQ(resumed->status, Status::kSuccess);
+  EXPECT_EQ(coemu_test::send_seq(alpha_->data(), again, 0, 3), 3u);
+  EXPECT_TRUE(wait_for([&] { return listener_.received.load() >= 3; }, seconds(10)));
+  ASSERT_EQ(alpha_->close_call(again), Status::kPending);
+  ASSERT_TRUE(wait_for([&] { return alpha_->delete_vc(again) == Status::kSuccess; }, seconds(10)));
+  EXPECT_TRUE(wait_for([&] { return alpha_->calls() == 0 && beta_->calls() == 0; }, seconds(10)));
+  EXPECT_EQ(alpha_->vcs_in_use(), 0u);
+  EXPECT_TRUE(wait_for([&] { return beta_->vcs_in_use() == 0; }, seconds(10)));
+  for (Node* n : {alpha_.get(), beta_.get()})
+    EXPECT_TRUE(wait_for([&] { return n->data().buffers_in_use() == 0; }, seconds(10)))
+        << n->config().address << ": " << n->data().buffers_in_use() << " buffers out";
 }
 
 }  // namespace
