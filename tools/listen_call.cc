@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -299,7 +300,10 @@ class Caller : public emulator::NodeClient, public Waiter {
       std::lock_guard lock(mu_);
       seen_.push_back(e);
     }
-    if (e.kind == Ev::kIncomingClose) (void)node_.close_call(e.vc);  // R67
+    if (e.kind == Ev::kIncomingClose) {
+      cleared_cause_.store(e.cause);  // the sender stops: the call is gone
+      (void)node_.close_call(e.vc);   // R67
+    }
     if (e.kind == Ev::kOidRequest) (void)node_.oid_request_complete(e.request, Status::kSuccess);  // R77
     cv_.notify_all();
   }
@@ -346,6 +350,7 @@ class Caller : public emulator::NodeClient, public Waiter {
   std::vector<int64_t> sent_at_;
   std::vector<int64_t> rtt_ns_;
   uint64_t ok_ = 0, failed_ = 0;
+  std::atomic<int> cleared_cause_{-1};  // the cause of an incoming close, once one came
 };
 
 }  // namespace
@@ -505,7 +510,7 @@ Sent send_packets(Node& node, VcId vc, Caller& c, const CallOptions& o) {
   const auto s0 = std::chrono::steady_clock::now();
   const auto until = s0 + std::chrono::duration_cast<std::chrono::nanoseconds>(Seconds(duration));
   Sent out;
-  while (out.packets < count && !emulator::ShutdownSignals::requested()) {
+  while (out.packets < count && !emulator::ShutdownSignals::requested() && c.cleared_cause_.load() < 0) {
     const auto now = std::chrono::steady_clock::now();
     if (duration > 0 && now >= until) break;
     if (rate_bytes > 0) {  // the next packet is due once the ones before it fit the rate
@@ -719,6 +724,12 @@ int run_call(const CallOptions& o) {
     std::fflush(stdout);
     const bool cut_short = o.count >= 0 && sent.packets < static_cast<uint64_t>(o.count) && o.duration.empty();
     if (cut_short || !completed || failed || !echoed) rc = 1;
+    if (const int cause = c.cleared_cause_.load(); cause >= 0) {
+      const char* name = cm::cause_name(static_cast<uint8_t>(cause));
+      fmt::print(stderr, "coemu call: the call was cleared by the peer or the network: cause {} ({})\n", cause,
+                 name ? name : "unknown");
+      rc = 1;
+    }
     if (emulator::ShutdownSignals::requested()) fmt::print(stderr, "coemu call: interrupted\n");
     // R59: the parties go first; the call closes with its last one.
     for (size_t i = 0; i < parties.size(); ++i) {
