@@ -173,6 +173,14 @@ Result<void> TapDevice::set_carrier(bool on) {
   return {};
 }
 
+Result<void> TapDevice::set_owner(uid_t uid, gid_t gid) {
+  if (::ioctl(fds_[0].get(), TUNSETOWNER, static_cast<unsigned long>(uid)) != 0)
+    return miniport::fail(record_errno("TUNSETOWNER " + name_, errno));
+  if (::ioctl(fds_[0].get(), TUNSETGROUP, static_cast<unsigned long>(gid)) != 0)
+    return miniport::fail(record_errno("TUNSETGROUP " + name_, errno));
+  return {};
+}
+
 void TapDevice::account_rx(uint32_t q, std::span<const uint8_t> frame) noexcept {
   if (recorder_) recorder_->record(frame);
   ++qc_[q].rx_frames;

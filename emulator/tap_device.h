@@ -12,6 +12,8 @@
 // RouteNetlink; carrier events come from LinkEventWatcher.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -55,6 +57,9 @@ class TapDevice final : public Link {
   // Switches carrier (TUNSETCARRIER): off = the NDIS miniport reports media
   // disconnected. Errors: kNotSupported on kernels before 5.0.
   [[nodiscard]] Result<void> set_carrier(bool on);
+  // Hands the device to a user and group (TUNSETOWNER, TUNSETGROUP), so a
+  // node that gives up root keeps using it (and may attach to it again).
+  [[nodiscard]] Result<void> set_owner(uid_t uid, gid_t gid);
 
   // Multi-queue only: spreads received DATA frames over the queues by VCI
   // (low 16 bits modulo the queue count) with a steering eBPF program

@@ -2,12 +2,17 @@
 
 #include <fmt/core.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "emulator/lab.h"
+#include "emulator/privileges.h"
 #include "emulator/route_netlink.h"
 #include "tools/show.h"
 
@@ -36,6 +41,9 @@ void add_node_options(CLI::App* cmd, NodeCliOptions& o) {
   cmd->add_option("--impair", o.impair, "Impair what this node sends, e.g. loss=1%,delay=5ms,seed=7 [lab: the node's]");
   cmd->add_option("--pcap", o.pcap, "Record every frame the node sends and receives (nanosecond pcap) [lab: the node's]");
   cmd->add_flag("-j,--json", o.json, "Events as JSON lines on stdout (logs stay on stderr)");
+  cmd->add_option("-u,--user", o.user,
+                  "Once the namespace, TAP and node are set up, run on as this user (the TAP is handed to it;\n"
+                  "a root process waits to tidy up after it). Needs root");
   // Limits: what one peer or client may take of the node. A SETUP past a
   // peer's limit is refused with cause 47; a client request past its limit
   // answers RESOURCES.
@@ -177,6 +185,28 @@ std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions&
     }
     impair = *c;
   }
+  std::optional<emulator::UserIds> user;
+  if (!o.user.empty()) {
+    auto who = emulator::lookup_user(o.user);
+    if (!who) {
+      fmt::print(stderr, "coemu {}: --user '{}': {}\n", cmd, o.user, emulator::last_error());
+      return kUsage;
+    }
+    if (::geteuid() != 0) {
+      fmt::print(stderr, "coemu {}: --user '{}': only root can become another user\n", cmd, o.user);
+      return kUsage;
+    }
+    user = *who;
+    // The node's control socket lives in a directory of root's: the user
+    // cannot remove it, so a root process outlives the node to do it.
+    const std::string sock = control_path(o.lab, o.lab_node, o.address);
+    if (!emulator::watch_from_root([sock] {
+          if (!emulator::ControlSocket::ask(sock, "snapshot", std::chrono::milliseconds(200))) ::unlink(sock.c_str());
+        })) {
+      fmt::print(stderr, "coemu {}: --user: {}\n", cmd, emulator::last_error());
+      return 1;
+    }
+  }
   if (!o.netns.empty()) {
     auto ns = emulator::Netns::open(o.netns);
     if (!ns) {
@@ -247,6 +277,23 @@ std::variant<std::unique_ptr<CliNode>, int> start_cli_node(const NodeCliOptions&
   else  // the node works without it; only `coemu show` cannot reach it
     fmt::print(stderr, "coemu {}: no control socket ({}); `coemu show` will not reach this node\n", cmd,
                emulator::last_error());
+  if (user) {
+    // What the user keeps: the TAP (its own now), the node's open fds, and
+    // its control socket (0600, its own; root may still ask it).
+    if (auto r = n->tap->set_owner(user->uid, user->gid); !r) {
+      fmt::print(stderr, "coemu {}: --user: {}\n", cmd, emulator::last_error());
+      return 1;
+    }
+    if (n->control && ::chown(sock.c_str(), user->uid, user->gid) != 0) {
+      fmt::print(stderr, "coemu {}: --user: chown {}: {}\n", cmd, sock, std::strerror(errno));
+      return 1;
+    }
+    if (auto r = emulator::drop_privileges(*user); !r) {
+      fmt::print(stderr, "coemu {}: --user: {}\n", cmd, emulator::last_error());
+      return 1;
+    }
+    fmt::print(stderr, "coemu {}: running as {} (uid {}), no capabilities left\n", cmd, user->name, user->uid);
+  }
   return n;
 }
 

@@ -33,6 +33,7 @@ struct NodeCliOptions {
   std::string impair;   // impairment spec for what this node sends
   std::string pcap;     // "" = no capture
   bool json = false;    // events as JSON lines on stdout
+  std::string user;     // "" = stay root; else give up root for this user once set up
   // Limits (cm::CmLimits, the data path's pool, the VC table); 0 = no limit.
   cm::CmLimits limits = {};
   uint32_t max_vcs = miniport::kMaxVcs;

@@ -56,6 +56,7 @@ USAGE_ERRORS = [
     (["listen", "-a", "beta", "-d", "t0", "--mtu", "10"], "--mtu"),
     (["listen", "-a", "beta", "-d", "t0", "--max-vcs", "0"], "--max-vcs"),
     (["listen", "-a", "beta", "-d", "t0", "--pool", "8"], "--pool"),
+    (["listen", "-a", "beta", "-d", "t0", "--user", "no_such_user_x"], "no such user 'no_such_user_x'"),
     (["call", "-a", "alpha", "-d", "t0", "beta:42", "--setup-rate", "-1"], "--setup-rate"),
     (["listen", "-a", "beta", "-d", "t0", "--mode", "reject", "--cause", "16"], "--cause"),
     (["lab", "demo", "--rate", "1"], "--rate"),
