@@ -558,3 +558,59 @@ TEST(Node, SnapshotShowsCallsSapsPeersAndEachVcsCounters) {
 }  // namespace
 }  // namespace emulator
 
+
+namespace emulator {
+namespace {
+
+TEST(Node, AFullVcTableIsAClearStatusAtBothEnds) {
+  // beta holds at most 2 VCs: its third incoming call is refused with cause
+  // 47 (alpha's client hears RESOURCES), and its own create_vc answers
+  // RESOURCES; nothing aborts, and room comes back when a call goes.
+  auto pair = MemLink::make_pair({});
+  ASSERT_TRUE(pair.has_value());
+  coemu_test::RecordingClient caller, listener;
+  auto alpha = Node::start(*pair->first, {.address = "alpha", .mac = MacAddress::local(0xa)});
+  auto beta = Node::start(*pair->second, {.address = "beta", .mac = MacAddress::local(0xb), .max_vcs = 2});
+  ASSERT_TRUE(alpha && beta) << last_error();
+  caller.node = alpha->get();
+  listener.node = beta->get();
+  listener.accept = true;
+  AfOpenId af_a = *(*alpha)->open_af((*alpha)->attach(&caller));
+  AfOpenId af_b = *(*beta)->open_af((*beta)->attach(&listener));
+  ASSERT_TRUE((*beta)->register_sap(af_b, kSap42));
+  ASSERT_TRUE(wait_for([&] { return (*alpha)->knows("beta"); }, std::chrono::seconds(10)));
+  std::vector<VcId> vcs;
+  for (int i = 0; i < 3; ++i) {
+    vcs.push_back(*(*alpha)->create_vc(af_a));
+    ASSERT_EQ((*alpha)->make_call(vcs.back(), "beta", kSap42), Status::kPending);
+    ASSERT_TRUE(wait_for([&] { return caller.count(Ev::kMakeCallComplete) == static_cast<size_t>(i + 1); },
+                         std::chrono::seconds(10)));
+  }
+  std::vector<ClientEvent> done;
+  {
+    std::lock_guard lock(caller.mu);
+    for (const auto& e : caller.events)
+      if (e.kind == Ev::kMakeCallComplete) done.push_back(e);
+  }
+  EXPECT_EQ(done[0].status, Status::kSuccess);
+  EXPECT_EQ(done[1].status, Status::kSuccess);
+  EXPECT_EQ(done[2].status, Status::kResources);
+  EXPECT_EQ(done[2].cause, cm::cause::kResourceUnavailable);
+  auto own = (*beta)->create_vc(af_b);
+  ASSERT_FALSE(own);
+  EXPECT_EQ(own.error(), Status::kResources);
+  // A call goes, and its VC with it once the data path has let go of the
+  // slot (a grace period): then a call fits again.
+  ASSERT_EQ((*alpha)->close_call(vcs[0]), Status::kPending);
+  ASSERT_TRUE(wait_for([&] { return (*beta)->vcs_in_use() == 1; }, std::chrono::seconds(10)));
+  VcId again = vcs[2];
+  EXPECT_TRUE(wait_for([&] {
+    const size_t n = caller.count(Ev::kMakeCallComplete);
+    if ((*alpha)->make_call(again, "beta", kSap42) != Status::kPending) return false;
+    if (!wait_for([&] { return caller.count(Ev::kMakeCallComplete) > n; }, std::chrono::seconds(10))) return false;
+    return caller.last(Ev::kMakeCallComplete)->status == Status::kSuccess;
+  }, std::chrono::seconds(10))) << "beta never had room again";
+}
+
+}  // namespace
+}  // namespace emulator
