@@ -1,9 +1,10 @@
 // A forged peer on the wire (an AF_PACKET socket on beta's TAP) sends beta
 // broken and hostile frames while alpha's call to beta is up: random bytes
-// under both EtherTypes, truncated and lying headers, wrong versions and
-// kinds, IEs past the end, unknown message types, messages for unknown
-// calls, a duplicate SETUP and a RELEASE for alpha's call. Beta must count
-// each by its reason, answer as PROTOCOL.md 4.2 says, and keep alpha's call.
+// under both EtherTypes, truncated, oversized and lying headers, wrong
+// versions and kinds, IEs past the end, unknown message types, messages for
+// unknown calls, a duplicate SETUP, a RELEASE for alpha's call, and a flood
+// of SETUPs. Beta must count each by its reason, answer as PROTOCOL.md 4.2
+// says, and keep alpha's call.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -126,14 +127,24 @@ TEST_F(HostileFrames, BrokenSigHeadersAreDroppedAndCountedByReason) {
   auto short_hdr = hdr;
   miniport::store_be16(short_hdr.data() + 2, 20);  // hdr_len under 24
   sig(short_hdr);
+  // Larger than the MTU beta was started with (the device's MTU raised
+  // under it, so the kernel lets the frame through): the TAP read cuts it
+  // (counted by the link), and what is left lies about its length.
+  auto nl = RouteNetlink::open();
+  ASSERT_TRUE(nl && nl->set_mtu("coet1", 4000)) << last_error();
+  const uint64_t truncated = taps_[1]->counters().rx_truncated;
+  std::vector<uint8_t> huge(4000, 0);
+  ASSERT_TRUE(cm::encode_sig({cm::SigKind::kMsg, 1, 0, 1, 0}, std::vector<uint8_t>(4000 - 24, 0), huge));
+  sig(huge);
 
-  ASSERT_TRUE(wait_for([&] { return cm_counters().frames_malformed == before.frames_malformed + 5; }, seconds(10)))
+  ASSERT_TRUE(wait_for([&] { return cm_counters().frames_malformed == before.frames_malformed + 6; }, seconds(10)))
       << cm_counters().frames_malformed - before.frames_malformed;
   const auto after = cm_counters();
   EXPECT_EQ(after.sig_short, before.sig_short + 1);
   EXPECT_EQ(after.sig_bad_version, before.sig_bad_version + 1);
   EXPECT_EQ(after.sig_bad_kind, before.sig_bad_kind + 1);
-  EXPECT_EQ(after.sig_bad_length, before.sig_bad_length + 2);
+  EXPECT_EQ(after.sig_bad_length, before.sig_bad_length + 3);
+  EXPECT_EQ(taps_[1]->counters().rx_truncated, truncated + 1);
 }
 
 TEST_F(HostileFrames, BadMessagesAreAnsweredAsTheProtocolSaysAndTheCallStaysUp) {
