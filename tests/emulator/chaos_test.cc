@@ -214,7 +214,7 @@ TEST_F(Chaos, CallsChurnOverABadWireAndNothingIsLeftBehind) {
     return true;
   }, seconds(60))) << disagreements(*nodes_[0], *nodes_[1]) << disagreements(*nodes_[0], *nodes_[2])
                    << disagreements(*nodes_[1], *nodes_[2]);
-  // Each end asks the other about every held call: all are confirmed.
+  // Each caller asks the callee about every call it holds: all are confirmed.
   size_t held = 0;
   for (auto& c : clients_) {
     std::vector<VcId> vcs;
