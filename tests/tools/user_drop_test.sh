@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `coemu listen --user nobody` in a lab: once set up the node runs as nobody
 # with no capabilities and no_new_privs, its TAP and control socket (0600)
-# are nobody's, calls to it work, root can still `coemu show` it, and when
+# are nobody's, calls to it work, root and nobody can `coemu show` it (no one
+# else, even through a socket mode that would let them), and when
 # it is stopped the root watcher removes the socket file: nothing is left.
 #   user_drop_test.sh COEMU WORKDIR
 # Needs root (CAP_NET_ADMIN); exits 77 (ctest: skipped) with a message otherwise.
@@ -41,6 +42,19 @@ s = json.loads('''$sum''')
 assert s['echoed'] == 20, s
 " || fail "echo: $sum"
 "$coemu" show stats --lab "$lab" --node beta | grep -q "node beta" || fail "root cannot show the node"
+
+# The socket answers its owner; anyone else is turned away by SO_PEERCRED
+# even where the file's mode would let them connect.
+runuser -u nobody -- "$coemu" show stats --lab "$lab" --node beta | grep -q "node beta" ||
+  fail "the node's own user cannot show it"
+if id daemon >/dev/null 2>&1; then
+  chmod 666 "$sock"
+  set +e
+  msg=$(runuser -u daemon -- "$coemu" show stats --lab "$lab" --node beta 2>&1); rc=$?
+  set -e
+  chmod 600 "$sock"
+  [ "$rc" -ne 0 ] || fail "another user (daemon) could read the node: $msg"
+fi
 
 kill "$listener"
 for _ in $(seq 100); do kill -0 "$listener" 2>/dev/null || break; sleep 0.1; done
