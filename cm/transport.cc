@@ -193,14 +193,12 @@ void Transport::on_timer(Time now, Actions& out) {
     if (a.rto_at && *a.rto_at <= now && a.unacked.empty()) a.rto_at.reset();
     if (a.rto_at && *a.rto_at <= now) {
       if (++a.expiries >= cfg_.max_retries) {
-        // The peer may still be there (only our MSGs or its ACKs were lost)
-        // and keep this association; the next MSG we send opens a new one
-        // at seq 1, which it would take for an old duplicate forever. RESET
-        // (for the life we knew) makes it drop the association, and its
-        // calls, too. Lost as well, the next give-up sends another.
-        if (a.peer_inc != 0) send_reset(peer, a.peer_inc, out);
+        // The peer may still be there (only our MSGs or its ACKs were lost):
+        // drop() resets its side too. Lost as well, the next give-up sends
+        // another RESET.
         out.events.push_back(PeerEvent{peer, PeerEventKind::kDown});
-        it = assocs_.erase(it);
+        ++it;
+        drop(peer, out);
         continue;
       }
       // Resend the oldest unacknowledged MSG; back off up to rto_max.

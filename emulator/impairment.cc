@@ -152,25 +152,21 @@ Result<FaultRule> parse_fault(std::string_view v) {
   const size_t c2 = v.find(':');
   std::string_view target = v.substr(0, c2);
   const std::string_view dur = c2 == std::string_view::npos ? std::string_view() : v.substr(c2 + 1);
-  auto number = [&](std::string_view digits, uint64_t most, uint64_t& out) {
-    if (digits.empty() || digits.size() > 10) return false;
-    out = 0;
-    for (char ch : digits) {
-      if (ch < '0' || ch > '9') return false;
-      out = out * 10 + static_cast<uint64_t>(ch - '0');
-    }
-    return out >= 1 && out <= most;
+  auto number = [](std::string_view digits, uint64_t most) -> std::optional<uint64_t> {
+    auto n = parse_uint("fault", digits);
+    if (!n || *n < 1 || *n > most) return std::nullopt;
+    return *n;
   };
   if (const size_t at = target.find('@'); at != std::string_view::npos) {
-    uint64_t ref;
-    if (!number(target.substr(at + 1), 0x7FFFFFFF, ref)) return wrong("call reference must be 1..2147483647");
-    r.call_ref = static_cast<uint32_t>(ref);
+    const auto ref = number(target.substr(at + 1), 0x7FFFFFFF);
+    if (!ref) return wrong("call reference must be 1..2147483647");
+    r.call_ref = static_cast<uint32_t>(*ref);
     target = target.substr(0, at);
   }
   if (const size_t hash = target.find('#'); hash != std::string_view::npos) {
-    uint64_t n;
-    if (!number(target.substr(hash + 1), 1'000'000'000, n)) return wrong("#N must be 1..1000000000");
-    r.nth = static_cast<uint32_t>(n);
+    const auto n = number(target.substr(hash + 1), 1'000'000'000);
+    if (!n) return wrong("#N must be 1..1000000000");
+    r.nth = static_cast<uint32_t>(*n);
     target = target.substr(0, hash);
   }
   if (target != "*") {
