@@ -74,6 +74,8 @@ class Listener : public emulator::NodeClient, public Waiter {
 
   emulator::AfOpenId af;
   std::vector<cm::SapId> saps;
+  // Set once every --sap is registered: what `lab up` waits for ("ready").
+  std::atomic<bool> ready{false};
 
   void on_event(const ClientEvent& e) override {
     print_event(e, o_.node.json);
@@ -457,6 +459,7 @@ int run_listen(const ListenOptions& o) {
   {
     std::lock_guard lock(cli.extra_mu);
     cli.extra = [&l](const std::string& req) -> std::optional<std::string> {
+      if (req == "ready") return nlohmann::json{{"ready", l.ready.load()}}.dump();
       if (req.rfind("pvc ", 0) != 0) return std::nullopt;
       std::vector<std::string> w;
       for (size_t i = 0; i < req.size();) {
@@ -477,6 +480,7 @@ int run_listen(const ListenOptions& o) {
     l.saps.push_back(*sap);
     fmt::print(stderr, "coemu listen: listening on {} ({})\n", sap_to_string(spec), o.mode);
   }
+  l.ready = true;
   const bool done = l.wait([&] { return o.max_calls != 0 && l.ended_calls_locked() >= o.max_calls; },
                            std::chrono::hours(24 * 365));
   (void)done;

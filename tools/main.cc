@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     // Nodes that listen get a `coemu listen` each, in the background; `lab
-    // down` stops them. The lab counts as up once each one answers.
+    // down` stops them. The lab counts as up once each one is ready.
     std::error_code ec;
     const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
     for (const auto& n : (*lab)->nodes()) {
@@ -203,10 +203,12 @@ int main(int argc, char** argv) {
       const std::string log = dir + "/" + n.name + ".log";
       auto pid = emulator::spawn_daemon(argv, log);
       bool up = pid && emulator::Lab::add_daemon(spec.name, n.name, *pid, lab_opts).has_value();
+      // Ready means every SAP is registered: a listener whose second SAP
+      // fails answers its socket for a moment before it exits.
       for (int i = 0; up && i < 250; ++i) {
-        if (emulator::ControlSocket::ask(tools::control_path(spec.name, n.name, ""), "snapshot",
-                                         std::chrono::milliseconds(200)))
-          break;
+        auto a = emulator::ControlSocket::ask(tools::control_path(spec.name, n.name, ""), "ready",
+                                              std::chrono::milliseconds(200));
+        if (a && a->find("\"ready\":true") != std::string::npos) break;
         if (i == 249 || !emulator::daemon_alive(*pid, {"listen", "--lab", spec.name, n.name})) up = false;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
