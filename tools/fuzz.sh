@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and fuzzes each for a
-# bounded time, starting from its committed corpus (which it replays first).
+# bounded time, starting from its committed corpus (which it replays first);
+# as many targets run at once as there are cores.
 #   tools/fuzz.sh [seconds per target, default 60] [target ...]
 # Targets: sig_codec data_codec transport call_fsm (default: all).
 # Exits non-zero at the first crash or failed check; the input that did it is
@@ -18,17 +19,41 @@ CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCOEMU_FUZZ=ON -DCOEMU_W
   -DCOEMU_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/fuzz --target "${targets[@]/%/_fuzz}" >/dev/null
 mkdir -p build/fuzz/crashes
-for t in "${targets[@]}"; do
+# One target per core at a time: each gets its full time, and the whole run
+# takes about (targets / cores) x seconds.
+fuzz_one() {
+  local t=$1
   mkdir -p "build/fuzz/corpus/$t"
-  echo "== fuzz: $t for ${seconds}s" >&2
   # -print_final_stats: runs and coverage on the last lines, for the log.
-  if ! build/fuzz/tests/fuzz/"${t}_fuzz" -max_total_time="$seconds" -print_final_stats=1 \
-      -artifact_prefix="build/fuzz/crashes/$t-" \
-      "build/fuzz/corpus/$t" "tests/fuzz/corpus/$t" > "build/fuzz/$t.log" 2>&1; then
-    tail -n 60 "build/fuzz/$t.log" >&2
-    echo "fuzz: $t failed; the input is in build/fuzz/crashes/" >&2
-    exit 1
+  build/fuzz/tests/fuzz/"${t}_fuzz" -max_total_time="$seconds" -print_final_stats=1 \
+    -artifact_prefix="build/fuzz/crashes/$t-" \
+    "build/fuzz/corpus/$t" "tests/fuzz/corpus/$t" > "build/fuzz/$t.log" 2>&1
+}
+report() {  # TARGET RC
+  if [ "$2" -ne 0 ]; then
+    tail -n 60 "build/fuzz/$1.log" >&2
+    echo "fuzz: $1 failed; the input is in build/fuzz/crashes/" >&2
+    failed=1
+  else
+    echo "fuzz: $1: $(grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' "build/fuzz/$1.log" | tr '\n' ' ')" >&2
   fi
-  grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' "build/fuzz/$t.log" | tr '\n' ' ' >&2
-  echo >&2
+}
+slots=$(nproc)
+failed=0
+declare -A running=()  # pid -> target
+for t in "${targets[@]}"; do
+  while [ ${#running[@]} -ge "$slots" ]; do
+    wait -n -p done_pid && rc=0 || rc=$?
+    report "${running[$done_pid]}" "$rc"
+    unset "running[$done_pid]"
+  done
+  echo "== fuzz: $t for ${seconds}s" >&2
+  fuzz_one "$t" &
+  running[$!]=$t
 done
+while [ ${#running[@]} -gt 0 ]; do
+  wait -n -p done_pid && rc=0 || rc=$?
+  report "${running[$done_pid]}" "$rc"
+  unset "running[$done_pid]"
+done
+exit "$failed"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test with ctest: the release
 # build (warnings as errors), then ASan+UBSan, then TSan; then each libFuzzer
-# target for COEMU_FUZZ_SECONDS (default 30) from its corpus. Exits non-zero on
-# any failure. Tests labelled `net` need root (CAP_NET_ADMIN) and skip without it.
+# target for COEMU_FUZZ_SECONDS (default 60) from its corpus, one per core.
+# Exits non-zero on any failure. Tests labelled `net` need root (CAP_NET_ADMIN)
+# and skip without it.
 #   tools/test.sh            all three builds and the fuzzers
 #   tools/test.sh release    one step (release, debug, asan, tsan or fuzz)
 set -euo pipefail
@@ -20,7 +21,7 @@ export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 
 for p in "${presets[@]}"; do
   if [ "$p" = fuzz ]; then
-    tools/fuzz.sh "${COEMU_FUZZ_SECONDS:-30}"
+    tools/fuzz.sh "${COEMU_FUZZ_SECONDS:-60}"
     continue
   fi
   echo "== $p: configure and build" >&2
