@@ -70,7 +70,8 @@ void to_json(nlohmann::json& j, const LabNode& n) {
                      {"impair", n.options.impair},
                      {"pcap", n.options.pcap},
                      {"listen", n.options.listen},
-                     {"listen_mode", n.options.listen_mode}};
+                     {"listen_mode", n.options.listen_mode},
+                     {"listen_user", n.options.listen_user}};
 }
 
 Result<void> Lab::validate(const LabSpec& s) {
@@ -330,6 +331,7 @@ Result<LabState> Lab::read(std::string_view lab_name, const LabOptions& opts) {
     node.options.pcap = n.value("pcap", "");
     node.options.listen = n.value("listen", std::vector<std::string>{});
     node.options.listen_mode = n.value("listen_mode", "");
+    node.options.listen_user = n.value("listen_user", "");
     if (node.name.empty() || node.netns.empty() || node.tap.empty()) return invalid(path + ": damaged state file");
     st.nodes.push_back(std::move(node));
   } catch (const nlohmann::json::exception& e) {

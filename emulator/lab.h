@@ -39,6 +39,7 @@ struct LabNodeOptions {
   // no process is started for it), and how (accept, echo, sink, reject).
   std::vector<std::string> listen = {};
   std::string listen_mode = {};
+  std::string listen_user = {};  // whom that listener runs as (--user; "" = root)
   friend bool operator==(const LabNodeOptions&, const LabNodeOptions&) = default;
 };
 

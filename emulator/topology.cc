@@ -85,18 +85,24 @@ bool sap_text_ok(const std::string& s) {
   return selector(s);
 }
 
-// listen: 42 | [42, service:echo] | {sap: [...], mode: echo}: `lab up` runs
-// a `coemu listen` for the node.
+// listen: 42 | [42, service:echo] | {sap: [...], mode: echo, user: nobody}:
+// `lab up` runs a `coemu listen` for the node (as `user` once set up).
 void listen(const YAML::Node& n, const std::string& what, LabNodeOptions& o) {
   o.listen_mode = "accept";
   if (n.IsMap()) {
-    only_keys(n, what, {"sap", "mode"});
+    only_keys(n, what, {"sap", "mode", "user"});
     if (!n["sap"]) bad(n, what + ": no 'sap'");
     if (n["mode"]) {
       o.listen_mode = scalar(n["mode"], what + ".mode");
       const std::string& m = o.listen_mode;
       if (m != "accept" && m != "echo" && m != "sink" && m != "reject")
         bad(n["mode"], what + ".mode '" + m + "': accept, echo, sink or reject");
+    }
+    // Whether the system knows the user is for `lab up` to say: a file is
+    // checked where it is read, and may be meant for another machine.
+    if (n["user"]) {
+      o.listen_user = scalar(n["user"], what + ".user");
+      if (o.listen_user.empty()) bad(n["user"], what + ".user: empty (leave it out to run as root)");
     }
   }
   // (A YAML::Node is a reference: assigning one writes into the document.)

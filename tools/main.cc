@@ -10,6 +10,7 @@
 #include "emulator/control_socket.h"
 #include "emulator/daemon.h"
 #include "emulator/lab.h"
+#include "emulator/privileges.h"
 #include "emulator/topology.h"
 #include "emulator/unique_fd.h"
 #include "tools/bench_cli.h"
@@ -109,6 +110,10 @@ int main(int argc, char** argv) {
   up->add_option("--nodes", nodes_csv, "Comma-separated node names (a-z, 0-9), without a file");
   up->add_option("--link", links, "A link NODE-NODE (repeatable); links must not form a loop");
   up->add_option("--mtu", spec.mtu, "MTU of TAPs, bridges and veths")->capture_default_str();
+  std::string lab_user;
+  up->add_option("--user", lab_user,
+                 "Run the listeners this starts (nodes with `listen` in the file) as this user once\n"
+                 "set up, as `coemu listen --user` does; a node's `listen: {user: ...}` wins");
 
   std::string down_name;
   auto* down = lab_cmd->add_subcommand("down", "Remove a lab, also one whose owner crashed (idempotent)\n"
@@ -184,6 +189,23 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "coemu: {}\n", emulator::last_error());
       return kUsage;
     }
+    // Who each listener runs as is settled before anything is built.
+    bool listens = false;
+    for (auto& o : spec.node_options) {
+      if (o.listen.empty()) continue;
+      listens = true;
+      if (o.listen_user.empty()) o.listen_user = lab_user;
+      if (o.listen_user.empty()) continue;
+      if (auto who = emulator::lookup_user(o.listen_user); !who) {
+        fmt::print(stderr, "coemu: lab up {}: user '{}': {}\n", spec.name, o.listen_user, emulator::last_error());
+        return kUsage;
+      }
+    }
+    if (!lab_user.empty() && !listens) {
+      fmt::print(stderr, "coemu: lab up {}: --user '{}': no node listens (give nodes `listen` in a topology file)\n",
+                 spec.name, lab_user);
+      return kUsage;
+    }
     auto lab = emulator::Lab::up(spec, lab_opts);
     if (!lab) {
       fmt::print(stderr, "coemu: lab {} not built: {} ({}); nothing was left behind\n", spec.name,
@@ -198,6 +220,7 @@ int main(int argc, char** argv) {
       if (n.options.listen.empty()) continue;
       std::vector<std::string> argv{self, "listen", "--lab", spec.name, "--node", n.name, "--mode", n.options.listen_mode};
       for (const auto& sap : n.options.listen) argv.insert(argv.end(), {"--sap", sap});
+      if (!n.options.listen_user.empty()) argv.insert(argv.end(), {"--user", n.options.listen_user});
       const std::string dir = emulator::Lab::run_dir(spec.name, lab_opts);
       std::filesystem::create_directories(dir, ec);
       const std::string log = dir + "/" + n.name + ".log";
@@ -227,7 +250,10 @@ int main(int argc, char** argv) {
       fmt::print("{}: netns {}, bridge {}, tap {}{}{}{}\n", n.name, n.netns, n.bridge, n.tap,
                  n.options.impair.empty() ? "" : ", impair " + n.options.impair,
                  n.options.pcap.empty() ? "" : ", capture " + n.options.pcap,
-                 n.options.listen.empty() ? "" : ", listening (" + n.options.listen_mode + ")");
+                 n.options.listen.empty() ? ""
+                 : n.options.listen_user.empty()
+                     ? ", listening (" + n.options.listen_mode + ")"
+                     : ", listening (" + n.options.listen_mode + ", as " + n.options.listen_user + ")");
     fmt::print("lab {} is up; run a node with: coemu listen --lab {} --node {}; remove it with: coemu lab down {}\n",
                spec.name, spec.name, spec.nodes.back(), spec.name);
     return 0;

@@ -55,6 +55,11 @@ links:
   EXPECT_EQ(l.lab.node_options[0].listen_mode, "accept");
   EXPECT_EQ(l.lab.node_options[1].listen, (std::vector<std::string>{"7", "service:echo"}));
   EXPECT_EQ(l.lab.node_options[1].listen_mode, "echo");
+  EXPECT_EQ(l.lab.node_options[1].listen_user, "") << "root unless the file says";
+  const Topology u = parse_ok("name: u\nnodes:\n  a: {listen: {sap: 42, user: nobody}}\n");
+  EXPECT_EQ(u.lab.node_options[0].listen_user, "nobody");
+  expect_error("name: u\nnodes:\n  a: {listen: {sap: 42, user: ''}}\n", 3, "a.listen.user: empty");
+  expect_error("name: u\nnodes:\n  a: {listen: {sap: 42, user: [x]}}\n", 3, "expected a single value");
   const std::vector<std::pair<std::string, std::string>> links{{"alpha", "beta"}, {"beta", "gamma"}};
   EXPECT_EQ(t.lab.links, links);
 }

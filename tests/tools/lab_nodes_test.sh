@@ -43,7 +43,6 @@ set -e
 [ "$rc" -eq 1 ] && echo "$msg" | grep -q "node l1 of lab $lab is already running" || fail "a second process as l1: $msg"
 
 "$coemu" lab down "$lab" >/dev/null || fail "lab down"
-sleep 0.1
 pgrep -f "listen --lab $lab " >/dev/null && fail "listener processes left behind"
 ip netns list | grep -q "coe-$lab-" && fail "namespaces left behind"
 [ -e "/run/coemu/labs/$lab" ] && fail "run directory left behind"

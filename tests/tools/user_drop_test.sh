@@ -4,6 +4,9 @@
 # are nobody's, calls to it work, root and nobody can `coemu show` it (no one
 # else, even through a socket mode that would let them), and when
 # it is stopped the root watcher removes the socket file: nothing is left.
+# Then the same through `lab up`: a topology's `listen: {user: ...}` and
+# `lab up --user`, and a user the system does not know, refused before
+# anything is built.
 #   user_drop_test.sh COEMU WORKDIR
 # Needs root (CAP_NET_ADMIN); exits 77 (ctest: skipped) with a message otherwise.
 set -euo pipefail
@@ -66,4 +69,45 @@ set -e
 listener=""
 [ "$rc" -eq 0 ] || fail "exit $rc after SIGTERM"
 [ -e "$sock" ] && fail "the control socket was left behind"
+"$coemu" lab down "$lab" >/dev/null || fail "lab down"
+
+# lab up: the file names the user of one listener, --user the other's.
+cat >"$work/lab.yaml" <<YAML
+name: $lab
+nodes:
+  alpha: {listen: {sap: 43, mode: echo}}
+  beta: {listen: {sap: 42, mode: echo, user: nobody}}
+  gamma: {}
+links: [alpha-beta, beta-gamma]
+YAML
+set +e
+msg=$("$coemu" lab up "$work/lab.yaml" --user no-such-user-coemu 2>&1); rc=$?
+set -e
+[ "$rc" -eq 2 ] && echo "$msg" | grep -q "user 'no-such-user-coemu'" || fail "an unknown user: rc $rc: $msg"
+ip netns list | grep -q "coe-$lab-" && fail "a refused lab up built something"
+out=$("$coemu" lab up "$work/lab.yaml" --user daemon) || fail "lab up with users: $out"
+echo "$out" | grep -q "beta: .*listening (echo, as nobody)" || fail "beta's user is not shown: $out"
+echo "$out" | grep -q "alpha: .*listening (echo, as daemon)" || fail "alpha's user is not shown: $out"
+daemon_uid=$(id -u daemon)
+for pair in "beta $nobody_uid" "alpha $daemon_uid"; do
+  set -- $pair
+  watcher=$(pgrep -u 0 -f "listen --lab $lab --node $1 " || true)
+  [ -n "$watcher" ] || fail "no root watcher for $1's listener"
+  child=$(pgrep -P "$watcher" || true)
+  [ -n "$child" ] || fail "no node process under $1's watcher"
+  grep -qE "^Uid:\s+$2\s+$2\s+$2\s+$2$" "/proc/$child/status" || fail "$1's listener: $(grep Uid "/proc/$child/status")"
+  grep -qE "^CapEff:\s+0+$" "/proc/$child/status" || fail "$1's listener kept capabilities"
+done
+sum=$("$coemu" call --lab "$lab" --node gamma beta:42 --count 5 --echo --json | grep call_summary) ||
+  fail "a call to the lab's unprivileged listener"
+echo "$sum" | grep -q '"echoed":5' || fail "echo through the lab: $sum"
+"$coemu" lab status --json | python3 -c "
+import json, sys
+lab = [l for l in json.load(sys.stdin) if l['lab'] == '$lab'][0]
+users = {n['name']: n['listen_user'] for n in lab['nodes']}
+assert users == {'alpha': 'daemon', 'beta': 'nobody', 'gamma': ''}, users
+" || fail "lab status does not say whom the listeners run as"
+"$coemu" lab down "$lab" >/dev/null || fail "lab down"
+pgrep -f "listen --lab $lab " >/dev/null && fail "lab down left a listener"
+[ -e "/run/coemu/labs/$lab" ] && fail "lab down left the run directory"
 echo "user drop: ok"
