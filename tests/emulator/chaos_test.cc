@@ -1,9 +1,10 @@
 // Chaos: three nodes on TAPs bridged in a namespace of the test's own, each
 // sending through 20% loss, 25% reorder, 5% duplicates and 20 ms +- 10 ms of
 // delay, while every node keeps calls to the other two being set up, used
-// and torn down. Checked: every call completes or fails with a cause; the
-// calls left up agree at both ends and survive STATUS_ENQUIRY; and at the
-// end no call, VC, timer or pool buffer is left on any node.
+// and torn down, and one point-to-multipoint call whose second party comes
+// and goes. Checked: every call and party completes or fails with a cause;
+// the calls left up agree at both ends and survive STATUS_ENQUIRY; and at
+// the end no call, party, VC, timer or pool buffer is left on any node.
 // COEMU_CHAOS_SECONDS sets the churn (default 50 s; the whole test takes
 // about a minute).
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -33,7 +35,10 @@ constexpr int kInFlight = 4;
 
 // One node's client: answers every call, and keeps kInFlight calls of its
 // own going to the other two nodes: up, two packets, close, delete, again.
-// In `hold` mode it starts no more calls and keeps those that come up.
+// Beside them it runs one point-to-multipoint cycle after another: a call
+// to the next node, a party added at the one after, two packets to both,
+// that party dropped, the call closed. In `hold` mode it starts no more
+// calls and keeps the point-to-point ones that come up.
 class ChaosClient : public NodeClient {
  public:
   Node* node = nullptr;
@@ -47,11 +52,129 @@ class ChaosClient : public NodeClient {
   std::vector<VcId> to_delete;
   uint64_t started = 0, up = 0, failed = 0, failed_without_cause = 0, closed_by_peer = 0;
   std::map<uint8_t, uint64_t> causes;
+  // The point-to-multipoint cycle: busy from placing its call until that
+  // call's close completes (or it failed at once).
+  bool mp_busy = false;
+  std::optional<VcId> mp_vc;
+  uint64_t mp_started = 0, mp_up = 0, mp_failed = 0, mp_closed = 0;
+  uint64_t parties_started = 0, parties_up = 0, parties_failed = 0, parties_dropped = 0;
 
   // Every call placed has an outcome: failed, closed, or up and held.
   bool settled() {
     std::lock_guard lock(mu);
-    return open.size() == held.size();
+    return open.size() == held.size() && !mp_busy;
+  }
+  void failure(uint8_t cause) {  // under mu
+    ++causes[cause];
+    if (cause == 0) ++failed_without_cause;
+  }
+
+  void place_mp() {
+    {
+      std::lock_guard lock(mu);
+      if (hold.load() || mp_busy) return;
+      mp_busy = true;
+      ++mp_started;
+    }
+    auto vc = node->create_vc(af);
+    if (vc) {
+      {
+        std::lock_guard lock(mu);  // before any event of the call can come
+        mp_vc = *vc;
+      }
+      if (node->make_multipoint_call(*vc, kNames[(self + 1) % 3], kSap42)) return;
+    }
+    std::lock_guard lock(mu);
+    mp_vc.reset();
+    ++mp_failed;
+    ++causes[0];  // refused at once: a status
+    mp_busy = false;
+    if (vc) to_delete.push_back(*vc);
+  }
+
+  // The events of our own point-to-multipoint call; false for any other.
+  bool on_mp_event(const ClientEvent& e) {
+    {
+      std::lock_guard lock(mu);
+      if (!mp_vc || !(*mp_vc == e.vc)) return false;
+    }
+    switch (e.kind) {
+      case Ev::kMakeCallComplete: {
+        if (e.status != Status::kSuccess) {
+          std::lock_guard lock(mu);
+          ++mp_failed;
+          failure(e.cause);
+          to_delete.push_back(e.vc);
+          mp_vc.reset();
+          mp_busy = false;
+          return true;
+        }
+        {
+          std::lock_guard lock(mu);
+          ++mp_up;
+          ++parties_started;
+        }
+        if (!node->add_party(e.vc, kNames[(self + 2) % 3], kSap42)) {
+          {
+            std::lock_guard lock(mu);
+            ++parties_failed;
+            ++causes[0];
+          }
+          (void)node->close_call(e.vc);
+        }
+        return true;
+      }
+      case Ev::kAddPartyComplete:
+        if (e.status != Status::kSuccess) {
+          {
+            std::lock_guard lock(mu);
+            ++parties_failed;
+            failure(e.cause);
+          }
+          (void)node->close_call(e.vc);
+          return true;
+        }
+        {
+          std::lock_guard lock(mu);
+          ++parties_up;
+        }
+        (void)coemu_test::send_seq(node->data(), e.vc, 0, 2, seconds(5));
+        if (node->drop_party(e.party) != Status::kPending) (void)node->close_call(e.vc);
+        return true;
+      case Ev::kIncomingDropParty:  // a leaf left (R60): answer with our drop
+        {
+          std::lock_guard lock(mu);
+          ++closed_by_peer;
+          if (e.cause == 0) ++failed_without_cause;
+        }
+        if (node->drop_party(e.party) != Status::kPending) (void)node->close_call(e.vc);
+        return true;
+      case Ev::kDropPartyComplete:
+        {
+          std::lock_guard lock(mu);
+          ++parties_dropped;
+        }
+        (void)node->close_call(e.vc);  // the cycle ends with the call
+        return true;
+      case Ev::kIncomingClose:
+        {
+          std::lock_guard lock(mu);
+          ++closed_by_peer;
+          if (e.cause == 0) ++failed_without_cause;
+        }
+        (void)node->close_call(e.vc);
+        return true;
+      case Ev::kCloseCallComplete: {
+        std::lock_guard lock(mu);
+        ++mp_closed;
+        to_delete.push_back(e.vc);
+        mp_vc.reset();
+        mp_busy = false;
+        return true;
+      }
+      default:
+        return true;
+    }
   }
   void place() {
     int peer;
@@ -75,6 +198,11 @@ class ChaosClient : public NodeClient {
   }
 
   void on_event(const ClientEvent& e) override {
+    if (on_mp_event(e)) {
+      delete_finished();
+      place_mp();
+      return;
+    }
     switch (e.kind) {
       case Ev::kIncomingCall:
         (void)node->incoming_call_complete(e.vc, Status::kSuccess);
@@ -121,6 +249,7 @@ class ChaosClient : public NodeClient {
     }
     delete_finished();
     place();
+    place_mp();
   }
   // Deletes the VCs of finished calls; one still draining waits for the next try.
   bool delete_finished() {
@@ -194,8 +323,10 @@ std::string disagreements(Node& a, Node& b) {
 TEST_F(Chaos, CallsChurnOverABadWireAndNothingIsLeftBehind) {
   const char* env = std::getenv("COEMU_CHAOS_SECONDS");
   const int churn = env ? std::max(1, std::atoi(env)) : 50;
-  for (auto& c : clients_)
+  for (auto& c : clients_) {
     for (int i = 0; i < kInFlight; ++i) c.place();
+    c.place_mp();
+  }
   std::this_thread::sleep_for(seconds(churn));  // the churn runs on the nodes' threads meanwhile
 
   // Hold: no new calls; those that come up stay up. Wait until every call
@@ -261,10 +392,22 @@ TEST_F(Chaos, CallsChurnOverABadWireAndNothingIsLeftBehind) {
         << n->config().address << ": " << dp.buffers_in_use() << " buffers out";
   }
 
-  uint64_t started = 0, up = 0, failed = 0;
+  uint64_t started = 0, up = 0, failed = 0, mp_up = 0, parties_up = 0;
   for (auto& c : clients_) {
     std::lock_guard lock(c.mu);
     EXPECT_EQ(c.failed_without_cause, 0u) << kNames[c.self] << ": a call ended without a cause";
+    EXPECT_EQ(c.mp_started, c.mp_up + c.mp_failed) << kNames[c.self] << ": every multipoint call came up or failed";
+    EXPECT_EQ(c.mp_closed, c.mp_up) << kNames[c.self] << ": every multipoint call that came up was closed";
+    EXPECT_EQ(c.parties_started, c.parties_up + c.parties_failed)
+        << kNames[c.self] << ": every party added joined or failed";
+    mp_up += c.mp_up;
+    parties_up += c.parties_up;
+    std::printf("chaos %s multipoint: %llu placed, %llu up, %llu failed; %llu parties added, %llu joined, "
+                "%llu failed, %llu dropped\n",
+                kNames[c.self], static_cast<unsigned long long>(c.mp_started),
+                static_cast<unsigned long long>(c.mp_up), static_cast<unsigned long long>(c.mp_failed),
+                static_cast<unsigned long long>(c.parties_started), static_cast<unsigned long long>(c.parties_up),
+                static_cast<unsigned long long>(c.parties_failed), static_cast<unsigned long long>(c.parties_dropped));
     started += c.started;
     up += c.up;
     failed += c.failed;
@@ -279,6 +422,8 @@ TEST_F(Chaos, CallsChurnOverABadWireAndNothingIsLeftBehind) {
               static_cast<unsigned long long>(failed), held);
   EXPECT_EQ(started, up + failed) << "every call came up or failed";
   EXPECT_GT(up, 100u) << "the wire is bad, not dead";
+  EXPECT_GT(mp_up, 10u);
+  EXPECT_GT(parties_up, 10u);
   EXPECT_GT(nodes_[0]->sig_counters().transport.retransmits, 0u);
 }
 
