@@ -345,16 +345,21 @@ TEST_F(Chaos, CallsChurnOverABadWireAndNothingIsLeftBehind) {
     return true;
   }, seconds(60))) << disagreements(*nodes_[0], *nodes_[1]) << disagreements(*nodes_[0], *nodes_[2])
                    << disagreements(*nodes_[1], *nodes_[2]);
-  // Each caller asks the callee about every call it holds: all are confirmed.
+  // Each caller asks the callee about every call it holds: all are confirmed
+  // (a call the callee did not know would be cleared, at both ends).
   size_t held = 0;
+  uint64_t closes_before[3];
+  size_t held_before[3];
   for (auto& c : clients_) {
     std::vector<VcId> vcs;
     {
       std::lock_guard lock(c.mu);
       vcs = c.held;
+      closes_before[c.self] = c.closed_by_peer;
+      held_before[c.self] = c.held.size();
     }
     held += vcs.size();
-    for (VcId vc : vcs) (void)c.node->enquire_call(vc);
+    for (VcId vc : vcs) EXPECT_EQ(c.node->enquire_call(vc), Status::kSuccess);
   }
   auto enquiring = [&] {
     for (auto& n : nodes_)
@@ -366,6 +371,11 @@ TEST_F(Chaos, CallsChurnOverABadWireAndNothingIsLeftBehind) {
   EXPECT_TRUE(wait_for([&] { return !enquiring(); }, seconds(30)));
   for (int i = 0; i < 3; ++i)
     for (int j = i + 1; j < 3; ++j) EXPECT_EQ(disagreements(*nodes_[i], *nodes_[j]), "");
+  for (auto& c : clients_) {
+    std::lock_guard lock(c.mu);
+    EXPECT_EQ(c.held.size(), held_before[c.self]) << kNames[c.self] << ": an enquiry ended a held call";
+    EXPECT_EQ(c.closed_by_peer, closes_before[c.self]) << kNames[c.self] << ": a call was cleared meanwhile";
+  }
 
   // Close every held call; then nothing may be left anywhere.
   for (auto& c : clients_) {
