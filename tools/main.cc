@@ -231,7 +231,8 @@ int main(int argc, char** argv) {
       for (int i = 0; up && i < 250; ++i) {
         auto a = emulator::ControlSocket::ask(tools::control_path(spec.name, n.name, ""), "ready",
                                               std::chrono::milliseconds(200));
-        if (a && a->find("\"ready\":true") != std::string::npos) break;
+        const auto j = a ? nlohmann::json::parse(*a, nullptr, false) : nlohmann::json();
+        if (j.is_object() && j.value("ready", false)) break;
         if (i == 249 || !emulator::daemon_alive(*pid, {"listen", "--lab", spec.name, n.name})) up = false;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
