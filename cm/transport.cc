@@ -235,8 +235,6 @@ void Transport::peer_incarnation(const MacAddress& peer, uint32_t incarnation, A
   }
 }
 
-void Transport::forget(const MacAddress& peer) { assocs_.erase(peer); }
-
 void Transport::drop(const MacAddress& peer, Actions& out) {
   auto it = assocs_.find(peer);
   if (it == assocs_.end()) return;

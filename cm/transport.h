@@ -122,8 +122,6 @@ class Transport {
   // The neighbor table saw peer's HELLO: learn its incarnation, and when it
   // changed, drop the old association (reported as kRestarted).
   void peer_incarnation(const MacAddress& peer, uint32_t incarnation, Actions& out);
-  // Forgets a peer without telling anyone (its calls are already cleared).
-  void forget(const MacAddress& peer);
   // Forgets a peer we stopped hearing (its calls are already cleared), and
   // sends it RESET for the life we knew: if it still hears us, it drops its
   // side too, so our next MSG (seq 1 again) opens a fresh association there.

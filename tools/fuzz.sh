@@ -41,19 +41,17 @@ report() {  # TARGET RC
 slots=$(nproc)
 failed=0
 declare -A running=()  # pid -> target
+reap_one() {  # waits for any running target and reports it
+  local done_pid rc
+  wait -n -p done_pid && rc=0 || rc=$?
+  report "${running[$done_pid]}" "$rc"
+  unset "running[$done_pid]"
+}
 for t in "${targets[@]}"; do
-  while [ ${#running[@]} -ge "$slots" ]; do
-    wait -n -p done_pid && rc=0 || rc=$?
-    report "${running[$done_pid]}" "$rc"
-    unset "running[$done_pid]"
-  done
+  while [ ${#running[@]} -ge "$slots" ]; do reap_one; done
   echo "== fuzz: $t for ${seconds}s" >&2
   fuzz_one "$t" &
   running[$!]=$t
 done
-while [ ${#running[@]} -gt 0 ]; do
-  wait -n -p done_pid && rc=0 || rc=$?
-  report "${running[$done_pid]}" "$rc"
-  unset "running[$done_pid]"
-done
+while [ ${#running[@]} -gt 0 ]; do reap_one; done
 exit "$failed"

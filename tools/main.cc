@@ -251,10 +251,10 @@ int main(int argc, char** argv) {
       fmt::print("{}: netns {}, bridge {}, tap {}{}{}{}\n", n.name, n.netns, n.bridge, n.tap,
                  n.options.impair.empty() ? "" : ", impair " + n.options.impair,
                  n.options.pcap.empty() ? "" : ", capture " + n.options.pcap,
-                 n.options.listen.empty() ? ""
-                 : n.options.listen_user.empty()
-                     ? ", listening (" + n.options.listen_mode + ")"
-                     : ", listening (" + n.options.listen_mode + ", as " + n.options.listen_user + ")");
+                 n.options.listen.empty()
+                     ? ""
+                     : ", listening (" + n.options.listen_mode +
+                           (n.options.listen_user.empty() ? "" : ", as " + n.options.listen_user) + ")");
     fmt::print("lab {} is up; run a node with: coemu listen --lab {} --node {}; remove it with: coemu lab down {}\n",
                spec.name, spec.name, spec.nodes.back(), spec.name);
     return 0;
