@@ -170,15 +170,16 @@ TEST(CallManager, APeerWeStopHearingIsResetSoBothEndsStartAfresh) {
   l.b_mute = false;
   l.pump(l.now + seconds(2));  // beta's HELLO: a neighbor again
   ASSERT_TRUE(l.a.neighbors().lookup("beta"));
-  const size_t offered = std::count_if(l.ev_b.begin(), l.ev_b.end(), [](auto& e) { return e.kind == Ev::kIncomingCall; });
+  auto offers = [&] {
+    return std::count_if(l.ev_b.begin(), l.ev_b.end(), [](auto& e) { return e.kind == Ev::kIncomingCall; });
+  };
+  const auto offered = offers();
   VcId again = *l.a.create_vc(l.a.open_af(1, kCoemuAf)->id);
   CmOutput out;
   ASSERT_EQ(l.a.make_call(again, "beta", kSap42, l.now, out), Status::kPending);
   l.take(kMacA, out);
   l.pump(l.now + milliseconds(50));
-  EXPECT_EQ(std::count_if(l.ev_b.begin(), l.ev_b.end(), [](auto& e) { return e.kind == Ev::kIncomingCall; }),
-            static_cast<long>(offered) + 1)
-      << "the SETUP was delivered within 50 ms";
+  EXPECT_EQ(offers(), offered + 1) << "the SETUP was delivered within 50 ms";
 }
 
 TEST(CallManager, R11_R12_PendedOpenCompletesLaterAndTakesNoRequestsBefore) {

@@ -68,6 +68,12 @@ class ChaosClient : public NodeClient {
     ++causes[cause];
     if (cause == 0) ++failed_without_cause;
   }
+  // The peer or the network ended a call or a party: that names a cause too.
+  void ended_by_peer(uint8_t cause) {
+    std::lock_guard lock(mu);
+    ++closed_by_peer;
+    if (cause == 0) ++failed_without_cause;
+  }
 
   void place_mp() {
     {
@@ -142,11 +148,7 @@ class ChaosClient : public NodeClient {
         if (node->drop_party(e.party) != Status::kPending) (void)node->close_call(e.vc);
         return true;
       case Ev::kIncomingDropParty:  // a leaf left (R60): answer with our drop
-        {
-          std::lock_guard lock(mu);
-          ++closed_by_peer;
-          if (e.cause == 0) ++failed_without_cause;
-        }
+        ended_by_peer(e.cause);
         if (node->drop_party(e.party) != Status::kPending) (void)node->close_call(e.vc);
         return true;
       case Ev::kDropPartyComplete:
@@ -157,11 +159,7 @@ class ChaosClient : public NodeClient {
         (void)node->close_call(e.vc);  // the cycle ends with the call
         return true;
       case Ev::kIncomingClose:
-        {
-          std::lock_guard lock(mu);
-          ++closed_by_peer;
-          if (e.cause == 0) ++failed_without_cause;
-        }
+        ended_by_peer(e.cause);
         (void)node->close_call(e.vc);
         return true;
       case Ev::kCloseCallComplete: {
@@ -211,8 +209,7 @@ class ChaosClient : public NodeClient {
         if (e.status != Status::kSuccess) {
           std::lock_guard lock(mu);
           ++failed;
-          ++causes[e.cause];
-          if (e.cause == 0) ++failed_without_cause;
+          failure(e.cause);
           std::erase(open, e.vc);
           to_delete.push_back(e.vc);
           break;
@@ -232,9 +229,7 @@ class ChaosClient : public NodeClient {
       case Ev::kIncomingClose: {
         // The network or the peer ended it: answer with our close.
         (void)node->close_call(e.vc);
-        std::lock_guard lock(mu);
-        ++closed_by_peer;
-        if (e.cause == 0) ++failed_without_cause;
+        ended_by_peer(e.cause);
         return;
       }
       case Ev::kCloseCallComplete: {

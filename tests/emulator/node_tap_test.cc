@@ -94,12 +94,6 @@ TEST_F(TapCalls, KillingThePeerClearsItsCallsWithinTheDeadInterval) {
   EXPECT_EQ(caller_.last(Ev::kIncomingClose)->cause, cm::cause::kTemporaryFailure);
 }
 
-}  // namespace
-}  // namespace emulator
-
-namespace emulator {
-namespace {
-
 TEST_F(TapCalls, CarrierFlappingEvery200msForTenSecondsLeavesNothingAndCallsResume) {
   VcId vc = *alpha_->create_vc(af_a_);
   auto up = call(vc, kSap42);

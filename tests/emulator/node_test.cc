@@ -554,14 +554,6 @@ TEST(Node, SnapshotShowsCallsSapsPeersAndEachVcsCounters) {
   EXPECT_TRUE(wait_for([&] { return p.beta->snapshot().calls.empty(); }, std::chrono::seconds(10)));
 }
 
-
-}  // namespace
-}  // namespace emulator
-
-
-namespace emulator {
-namespace {
-
 TEST(Node, AFullVcTableIsAClearStatusAtBothEnds) {
   // beta holds at most 2 VCs: its third incoming call is refused with cause
   // 47 (alpha's client hears RESOURCES), and its own create_vc answers

@@ -37,8 +37,7 @@ assert l['links'] == [['alpha', 'beta']], l
 
 "$coemu" listen --lab "$lab" --node beta --sap 42 --mode echo --calls 2 >"$work/listen.out" 2>&1 &
 listener=$!
-for _ in $(seq 100); do grep -q "listening on selector:42" "$work/listen.out" && break; sleep 0.1; done
-grep -q "listening on selector:42" "$work/listen.out" || fail "the listener did not start"
+wait_for_line "$work/listen.out" "listening on selector:42" 10 || fail "the listener did not start"
 sum=$("$coemu" call --lab "$lab" --node alpha beta.r2:42 --count 20 --echo --json | grep call_summary) ||
   fail "the call failed"
 python3 - "$sum" <<'PY'
@@ -83,7 +82,7 @@ listener=""
 # A listener that refuses with a cause of its choosing; the caller names it.
 "$coemu" listen --lab "$lab" --node beta --sap 43 --mode reject --cause 47 --calls 1 >"$work/listen.out" 2>&1 &
 listener=$!
-for _ in $(seq 100); do grep -q "listening on selector:43" "$work/listen.out" && break; sleep 0.1; done
+wait_for_line "$work/listen.out" "listening on selector:43" 10 || fail "the listener on 43 did not start"
 set +e
 msg=$("$coemu" call --lab "$lab" --node alpha beta.r2:43 2>&1); rc=$?
 set -e

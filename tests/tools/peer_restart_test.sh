@@ -13,11 +13,6 @@ lab_test_setup k restart "$dir"
 caller=""
 trap '[ -n "$caller" ] && kill "$caller" 2>/dev/null; lab_test_cleanup' EXIT
 
-wait_for_line() {  # FILE PATTERN SECONDS
-  for _ in $(seq $(( $3 * 10 ))); do grep -q "$2" "$1" && return 0; sleep 0.1; done
-  return 1
-}
-
 "$coemu" lab up "$lab" --nodes alpha,beta --link alpha-beta >/dev/null
 "$coemu" listen --lab "$lab" --node beta --mode echo --json >"$work/listen.out" 2>&1 &
 listener=$!

@@ -14,7 +14,7 @@ lab_test_setup p pvc "$dir"
 "$coemu" lab up "$lab" --nodes alpha,beta --link alpha-beta >/dev/null
 "$coemu" listen --lab "$lab" --node beta --mode echo --calls 1 --json >"$work/listen.out" 2>&1 &
 listener=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/listen.out" && break; sleep 0.1; done
+wait_for_line "$work/listen.out" "listening on" 10 || fail "the listener did not start"
 
 # beta has not heard alpha yet: the PVC names alpha's address (its MAC derives from it).
 "$coemu" pvc add --lab "$lab" --node beta --vci 200 --peer-vci 100 --peer alpha --json >"$work/add.json" ||

@@ -19,8 +19,7 @@ nobody_uid=$(id -u nobody)
 "$coemu" lab up "$lab" --nodes alpha,beta --link alpha-beta >/dev/null
 "$coemu" listen --lab "$lab" --node beta --mode echo --json --user nobody >"$work/listen.out" 2>&1 &
 listener=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/listen.out" && break; sleep 0.1; done
-grep -q "listening on" "$work/listen.out" || fail "the listener did not start"
+wait_for_line "$work/listen.out" "listening on" 10 || fail "the listener did not start"
 grep -q "running as nobody (uid $nobody_uid), no capabilities left" "$work/listen.out" || fail "no word of the drop"
 
 child=$(pgrep -P "$listener" || true)
